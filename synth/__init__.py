@@ -1,0 +1,3 @@
+"""synth: synthetic anomaly data for industrial visual inspection."""
+
+__version__ = "0.1.0"

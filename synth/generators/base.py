@@ -1,0 +1,99 @@
+"""The generator interface, its registry and the per-sample random number generator."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from synth.errors import SynthError
+
+
+@dataclass
+class Sample:
+    """One synthetic sample: an RGB uint8 image, its HxW uint8 mask {0, 255} and its random parameters."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratorSettings:
+    """Everything a generator may need beyond the image: chosen on the command line or by a recipe."""
+
+    category: str = ""
+    size: int = 256
+    foreground: str | None = None  # a foreground rule name, None = the category's default rule
+    textures: Path | None = None
+    texture_classes: tuple[str, ...] = ()
+    exclude_texture_classes: tuple[str, ...] = ()
+    strength: tuple[float, float] | None = None  # SDAS strength range s (lo, hi); lo == hi for a fixed s
+    mix: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # generator-specific options (e.g. model path)
+
+
+class Generator(ABC):
+    """Turns a normal image into an anomalous one with a pixel mask.
+
+    A generator is a pure function of (normal image, rng) and its settings: every random choice
+    comes from ``rng`` and lands in ``Sample.params``. ``columns`` declares the parameter columns
+    (name -> pyarrow type name) so that every shard has the same schema.
+    """
+
+    name: ClassVar[str]
+    columns: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: GeneratorSettings) -> "Generator":
+        return cls()
+
+    @abstractmethod
+    def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
+        """Make one sample from an HxWx3 uint8 RGB image."""
+
+    def generate_batch(self, normals: list[np.ndarray], rngs: list[np.random.Generator]) -> list[Sample]:
+        """Make several samples; generators that batch on a device (SDAS) override this."""
+        return [self.generate(image, rng) for image, rng in zip(normals, rngs)]
+
+    def describe(self) -> dict[str, Any]:
+        """The generator's fixed parameters, for the manifest and the dataset card."""
+        return {}
+
+
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+def register(cls: type[Generator]) -> type[Generator]:
+    """Class decorator: make a generator available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_generators() -> list[str]:
+    _load_builtin_generators()
+    return sorted(_REGISTRY)
+
+
+def generator_class(name: str) -> type[Generator]:
+    _load_builtin_generators()
+    if name not in _REGISTRY:
+        raise SynthError(f"unknown generator {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def create_generator(name: str, settings: GeneratorSettings | None = None) -> Generator:
+    """Build the generator registered under ``name``."""
+    return generator_class(name).from_settings(settings or GeneratorSettings())
+
+
+def per_sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of sample ``index``: a function of (seed, index) alone."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def _load_builtin_generators() -> None:
+    import synth.generators  # noqa: F401  (importing the package registers every generator)
