@@ -1,0 +1,43 @@
+"""The `synth` command line: parses arguments and calls the library (no logic here)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from synth import __version__
+from synth.errors import SynthError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synth")
+def cli() -> None:
+    """Synthetic anomaly data for industrial visual inspection."""
+
+
+def _register_commands() -> None:
+    from synth.cli import gen, info, preview
+
+    for module in (gen, info, preview):
+        cli.add_command(module.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback."""
+    logging.basicConfig(format="synth: %(message)s", level=logging.WARNING)
+    _register_commands()
+    try:
+        cli.main(args=argv, prog_name="synth", standalone_mode=False)
+    except SynthError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code if error.exit_code else 2)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)

@@ -1,0 +1,75 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from synth.data import DEFAULT_CATEGORY
+from synth.generators import GeneratorSettings
+from synth.strength import parse_strength
+
+DEFAULT_GENERATOR = "sdas"
+
+
+def _compose(*decorators: Callable) -> Callable:
+    def apply(function: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
+
+
+def parse_mix(text: str | None) -> dict[str, float]:
+    """``normal=0.5,draem=0.25`` -> {"normal": 0.5, "draem": 0.25} (validated by the mix generator)."""
+    mix: dict[str, float] = {}
+    for part in _split(text):
+        name, _, weight = part.partition("=")
+        try:
+            mix[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise click.BadParameter(f"weight of {name!r} is not a number: {weight!r}", param_hint="--mix") from None
+    return mix
+
+
+data_options = _compose(
+    click.option("--data", type=click.Path(path_type=Path), default=None,
+                 help="Dataset root (MVTec AD, MPDD, BTAD, VisA or a folder); omit for the embedded photos."),
+    click.option("--category", default=DEFAULT_CATEGORY, show_default=True, help="Category to read."),
+    click.option("--layout", default=None, help="mvtec, btad, visa or folder (detected when omitted)."),
+    click.option("--size", type=int, default=256, show_default=True, help="Image side in pixels."),
+)
+
+generator_options = _compose(
+    click.option("--generator", "-g", default=DEFAULT_GENERATOR, show_default=True, help="Generator name."),
+    click.option("--s", "strength", default=None, help="SDAS strength: a value (0.15) or a range (0.1:0.2)."),
+    click.option("--foreground", default=None, help="Foreground rule (none, otsu, otsu-inv, triangle, triangle-inv, auto)."),
+    click.option("--textures", type=click.Path(path_type=Path), default=None, help="Texture root (DTD layout or a folder of images)."),
+    click.option("--texture-classes", default=None, help="Comma-separated texture classes to use."),
+    click.option("--exclude-texture-classes", default=None, help="Comma-separated texture classes to leave out."),
+    click.option("--mix", "mix", default=None, help="Mixture weights for --generator mix, e.g. normal=0.5,draem=0.5."),
+    click.option("--option", "-o", "extra", multiple=True, help="Generator-specific KEY=VALUE (repeatable)."),
+)
+
+
+def generator_settings(options: dict[str, Any]) -> GeneratorSettings:
+    """Build the generator settings from parsed CLI options."""
+    extra = {}
+    for item in options.get("extra") or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+        extra[key.strip()] = value
+    return GeneratorSettings(
+        category=options["category"], size=options["size"], foreground=options.get("foreground"),
+        textures=options.get("textures"), texture_classes=_split(options.get("texture_classes")),
+        exclude_texture_classes=_split(options.get("exclude_texture_classes")),
+        strength=parse_strength(options["strength"]) if options.get("strength") else None,
+        mix=parse_mix(options.get("mix")), extra=extra,
+    )

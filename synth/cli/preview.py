@@ -1,0 +1,29 @@
+"""`synth preview`: a PNG contact sheet of a generator's samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from synth.cli.options import data_options, generator_options, generator_settings
+from synth.preview import preview, save_png
+
+
+@click.command("preview")
+@data_options
+@generator_options
+@click.option("-n", "count", type=int, default=8, show_default=True, help="Number of samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tile", type=int, default=128, show_default=True, help="Tile side in the sheet.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: preview-GENERATOR.png].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing PNG.")
+def command(count: int, seed: int, tile: int, out: Path | None, overwrite: bool, **options) -> None:
+    """Save a sheet: normal images, their anomalous versions, and the mask outlines."""
+    out = out or Path(f"preview-{options['generator']}.png")
+    if out.exists() and not overwrite:
+        raise click.UsageError(f"{out} exists; use --overwrite to replace it")
+    sheet = preview(options["generator"], generator_settings(options), options["data"], options["category"],
+                    options["layout"], options["size"], count, seed, tile)
+    save_png(out, sheet)
+    click.echo(f"wrote {out}")

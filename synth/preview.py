@@ -1,0 +1,60 @@
+"""Contact sheets: normal images above their anomalous versions, mask outlines drawn in red."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from synth.data import load_category
+from synth.errors import SynthError
+from synth.generators import GeneratorSettings, Sample, create_generator, per_sample_rng
+
+OUTLINE = (255, 0, 0)
+GAP = 4
+
+
+def outline(image: np.ndarray, mask: np.ndarray | None, thickness: int = 1) -> np.ndarray:
+    """A copy of ``image`` with the contour of ``mask`` drawn in red."""
+    out = image.copy()
+    if mask is not None and mask.any():
+        contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, OUTLINE, thickness)
+    return out
+
+
+def grid(rows: list[list[np.ndarray]], tile: int) -> np.ndarray:
+    """Tiles (RGB, resized to ``tile``) on a white sheet, row by row."""
+    height = len(rows) * tile + (len(rows) + 1) * GAP
+    width = max(len(r) for r in rows) * tile + (max(len(r) for r in rows) + 1) * GAP
+    sheet = np.full((height, width, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            y, x = GAP + r * (tile + GAP), GAP + c * (tile + GAP)
+            sheet[y:y + tile, x:x + tile] = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def contact_sheet(normals: list[np.ndarray], samples: list[Sample], tile: int = 128) -> np.ndarray:
+    """Top row: the normal images; middle: the samples; bottom: the samples with mask outlines."""
+    return grid([normals, [s.image for s in samples], [outline(s.image, s.mask) for s in samples]], tile)
+
+
+def preview(generator: str, settings: GeneratorSettings, data: Path | None, category: str,
+            layout: str | None, size: int, count: int, seed: int, tile: int = 128) -> np.ndarray:
+    """Make ``count`` samples exactly as `synth gen` would (same seed, same indices) and lay them out."""
+    if count <= 0:
+        raise SynthError(f"-n must be positive, got {count}")
+    source = load_category(data, category, layout, size)
+    settings.category, settings.size = category, size
+    made = create_generator(generator, settings)
+    rngs = [per_sample_rng(seed, i) for i in range(count)]
+    normals = [source.train_images[source.pick(rng)] for rng in rngs]
+    return contact_sheet(normals, made.generate_batch(normals, rngs), tile)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise SynthError(f"cannot write {path}")
