@@ -7,6 +7,7 @@ the number of processes: process ``p`` of ``P`` writes the shards ``k`` with ``k
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -102,7 +103,8 @@ def _prepare_output(plan: GenerationPlan, manifest: dict[str, Any]) -> None:
         previous = read_manifest(out)
         if previous is None:
             raise SynthError(f"nothing to resume in {out}: no readable {MANIFEST}")
-        changed = [key for key in IDENTITY if previous.get(key) != manifest.get(key)]
+        current = json.loads(json.dumps(manifest, default=str))  # compare as stored (tuples -> lists)
+        changed = [key for key in IDENTITY if previous.get(key) != current.get(key)]
         if changed:
             raise SynthError(f"cannot resume {out}: it was made with different {', '.join(changed)}")
     elif existing:

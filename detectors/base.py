@@ -1,0 +1,152 @@
+"""The detector interface, its registry by name, and saving/loading fitted detectors.
+
+A fitted detector on disk is a directory with ``config.json`` (detector name + its config) and
+``model.safetensors`` (every tensor the detector needs to score: memory bank, network weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from detectors.backbones import DEFAULT_BACKBONE
+from detectors.data import TrainingSet
+from synth.errors import SynthError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclasses.dataclass
+class DetectorConfig:
+    """Settings every detector has; each detector extends it with its own fields."""
+
+    backbone: str = DEFAULT_BACKBONE
+    backbone_weights: str | None = None  # a weights file for torchvision backbones (--weights)
+    batch_size: int = 8
+    seed: int = 0
+
+
+class Detector(ABC):
+    """fit(train data) once, then score(images) -> (image scores (N,), anomaly maps (N, H, W))."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    uses_anomalies: ClassVar[bool] = False  # whether fit() learns from TrainingSet.anomalous
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or self.config_class()
+        self.fitted = False
+
+    @classmethod
+    def paper_config(cls, **overrides: Any) -> DetectorConfig:
+        """The paper's / reference code's settings (the default config unless a detector scales them down)."""
+        return cls.config_class(**overrides)
+
+    @abstractmethod
+    def fit(self, data: TrainingSet) -> None:
+        """Learn from the training set (normal images, plus anomalous ones if ``uses_anomalies``)."""
+
+    @abstractmethod
+    def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of one batch of RGB uint8 images (B, H, W, 3)."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to score after loading."""
+
+    @abstractmethod
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what ``state_tensors`` returned."""
+
+    def score(self, images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores (N,) float64 and anomaly maps (N, H, W) float32 for RGB uint8 images (N, H, W, 3)."""
+        if not self.fitted:
+            raise SynthError(f"{self.name} is not fitted; call fit() or load a fitted model first")
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise SynthError(f"expected RGB uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        scores, maps = [], []
+        with torch.no_grad():
+            for start in range(0, len(images), self.config.batch_size):
+                batch_scores, batch_maps = self._score(images[start:start + self.config.batch_size])
+                scores.append(batch_scores)
+                maps.append(batch_maps)
+        return np.concatenate(scores).astype(np.float64), np.concatenate(maps).astype(np.float32)
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write config.json and model.safetensors into ``directory``."""
+        if not self.fitted:
+            raise SynthError(f"{self.name} is not fitted; nothing to save")
+        directory = Path(directory)
+        if (directory / CONFIG_FILE).exists() and not overwrite:
+            raise SynthError(f"{directory} already holds a model; pass --overwrite to replace it")
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {key: value.detach().contiguous().cpu() for key, value in self.state_tensors().items()}
+        save_file(tensors, str(directory / WEIGHTS_FILE))
+        document = {"detector": self.name, "config": dataclasses.asdict(self.config)}
+        (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Detector":
+        """A fitted detector from a directory written by ``save`` (of this class or, on Detector, any)."""
+        directory = Path(directory)
+        try:
+            document = json.loads((directory / CONFIG_FILE).read_text())
+            name, settings = document["detector"], document["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SynthError(f"{directory} is not a saved detector (no readable {CONFIG_FILE})") from None
+        detector_class = get_detector_class(name)
+        if cls is not Detector and detector_class is not cls:
+            raise SynthError(f"{directory} holds a {name} model, not {cls.name}")
+        detector = detector_class(make_config(detector_class, settings))
+        if not (directory / WEIGHTS_FILE).is_file():
+            raise SynthError(f"{directory} has no {WEIGHTS_FILE}")
+        detector.load_state_tensors(load_file(str(directory / WEIGHTS_FILE)))
+        detector.fitted = True
+        return detector
+
+
+D = TypeVar("D", bound=type[Detector])
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register(detector_class: D) -> D:
+    """Class decorator: make a detector available by its ``name``."""
+    DETECTORS[detector_class.name] = detector_class
+    return detector_class
+
+
+def get_detector_class(name: str) -> type[Detector]:
+    if name not in DETECTORS:
+        raise SynthError(f"unknown detector {name!r}; choose from {', '.join(sorted(DETECTORS))}")
+    return DETECTORS[name]
+
+
+def make_config(detector_class: type[Detector], settings: dict[str, Any], paper: bool = False) -> DetectorConfig:
+    """The detector's config (paper settings if ``paper``) with ``settings`` applied; unknown keys are errors."""
+    fields = {field.name: field for field in dataclasses.fields(detector_class.config_class)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise SynthError(f"{detector_class.name} has no setting {unknown[0]!r}; settings: {', '.join(fields)}")
+    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
+    return detector_class.paper_config(**settings) if paper else detector_class.config_class(**settings)
+
+
+def create_detector(name: str, paper: bool = False, **settings: Any) -> Detector:
+    """A new, unfitted detector by name, with its default (or paper) config and ``settings`` applied."""
+    detector_class = get_detector_class(name)
+    return detector_class(make_config(detector_class, settings, paper))
+
+
+def load_detector(directory: str | Path) -> Detector:
+    """A fitted detector of any registered kind from ``directory``."""
+    return Detector.load(directory)

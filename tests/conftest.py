@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny dataset trees made on the fly and the optional real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from synth.cli import main
+
+SHARED_DATA = Path(os.environ.get("SYNTH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def real_data(*parts: str) -> Path:
+    """A folder of the optional real data; skips the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available at {path}")
+    return path
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 and image.shape[2] == 3 else image
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def noise_image(rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def mvtec_tree(tmp_path: Path) -> Path:
+    """ROOT/widget in the MVTec AD layout: 6 normal, 2 good + 2 defective test images with masks."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "mvtec"
+    for i in range(6):
+        write_image(root / "widget/train/good" / f"{i:03d}.png", noise_image(rng))
+    for i in range(2):
+        write_image(root / "widget/test/good" / f"{i:03d}.png", noise_image(rng))
+        write_image(root / "widget/test/scratch" / f"{i:03d}.png", noise_image(rng))
+        mask = np.zeros((48, 48), np.uint8)
+        mask[10:20, 10:30] = 255
+        write_image(root / "widget/ground_truth/scratch" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Run `synth ARGS`; return (exit status, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

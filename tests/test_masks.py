@@ -1,0 +1,65 @@
+"""Perlin, foreground and anomaly masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synth.errors import SynthError
+from synth.masks import anomaly_mask, default_rule, foreground_mask, perlin_mask, perlin_noise
+
+
+def test_perlin_noise_range_and_shape():
+    rng = np.random.default_rng(0)
+    noise = perlin_noise((64, 48), (4, 8), rng)
+    assert noise.shape == (64, 48)
+    assert -1.5 < noise.min() < 0 < noise.max() < 1.5
+
+
+def test_perlin_mask_binary_and_deterministic():
+    masks = [perlin_mask(64, np.random.default_rng(i)) for i in range(20)]
+    assert all(set(np.unique(m)) <= {0, 255} for m in masks)
+    coverage = np.mean([m.mean() / 255 for m in masks])
+    assert 0.005 < coverage < 0.5
+    assert (perlin_mask(64, np.random.default_rng(3)) == masks[3]).all()
+
+
+def bright_disc(size: int = 64) -> np.ndarray:
+    image = np.full((size, size, 3), 20, np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    image[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2] = 220
+    return image
+
+
+def test_foreground_rules_on_a_disc():
+    image = bright_disc()
+    otsu = foreground_mask(image, "otsu")
+    assert otsu[32, 32] == 255 and otsu[2, 2] == 0
+    inverted = foreground_mask(image, "otsu-inv")
+    assert inverted[32, 32] == 0 and inverted[2, 2] == 255
+    auto = foreground_mask(image, "auto")
+    assert (auto == otsu).all()
+    assert foreground_mask(image, "none").min() == 255
+
+
+def test_default_rules_follow_realnet():
+    assert default_rule("bottle") == "otsu-inv"
+    assert default_rule("pill") == "otsu"
+    assert default_rule("hazelnut") == "triangle"
+    assert default_rule("cable") == "none"
+    assert default_rule("metal_plate") == "auto"
+    with pytest.raises(SynthError, match="unknown foreground rule"):
+        foreground_mask(bright_disc(), "magic")
+
+
+def test_anomaly_mask_nonempty_inside_foreground():
+    foreground = foreground_mask(bright_disc(), "otsu")
+    for seed in range(30):
+        mask = anomaly_mask(foreground, np.random.default_rng(seed))
+        assert mask.any()
+        assert not (mask & ~foreground).any()
+
+
+def test_anomaly_mask_gives_up_on_empty_foreground():
+    with pytest.raises(SynthError, match="non-empty anomaly mask"):
+        anomaly_mask(np.zeros((32, 32), np.uint8), np.random.default_rng(0))
