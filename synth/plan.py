@@ -131,7 +131,7 @@ def generate_shard(plan: GenerationPlan, shard: int, generator: Generator, categ
         samples = generator.generate_batch([category.train_images[k] for k in picks], rngs)
         for index, pick, sample in zip(batch, picks, samples):
             rows.append({"image": sample.image, "mask": sample.mask, "index": index, "seed": plan.seed,
-                         "source": category.train_ids[pick], "category": plan.category,
+                         "source": category.train_ids[pick] if generator.uses_normal_image else None, "category": plan.category,
                          "generator": plan.generator, **sample.params})
     return rows
 
@@ -188,4 +188,4 @@ def finalize(out: Path) -> None:
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
     manifest.update(complete=True, num_rows=rows)
     write_json_atomic(out / MANIFEST, manifest)
-    write_card(out, manifest, features, rows)
+    write_card(out, manifest, features, rows, sum(p.stat().st_size for p in shards))

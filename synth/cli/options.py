@@ -54,8 +54,17 @@ generator_options = _compose(
     click.option("--texture-classes", default=None, help="Comma-separated texture classes to use."),
     click.option("--exclude-texture-classes", default=None, help="Comma-separated texture classes to leave out."),
     click.option("--mix", "mix", default=None, help="Mixture weights for --generator mix, e.g. normal=0.5,draem=0.5."),
+    click.option("--model", default=None, help="SDAS: model directory or Hub id [default: found by category]."),
+    click.option("--models", type=click.Path(path_type=Path), default=None,
+                 help="SDAS: models root holding one directory per category [default: $SYNTH_MODELS or ./models]."),
+    click.option("--steps", type=int, default=None, help="SDAS: sampling steps (respaced) [default: 20]."),
+    click.option("--blend", is_flag=True, default=None, help="SDAS: blend P into normal images through Perlin masks."),
+    click.option("--delta", default=None, help="SDAS --blend: opacity range δ [default: 0.5:1.0]."),
+    click.option("--s-per-batch", is_flag=True, default=None, help="SDAS: one s per batch, as the official code."),
     click.option("--option", "-o", "extra", multiple=True, help="Generator-specific KEY=VALUE (repeatable)."),
 )
+
+SDAS_OPTIONS = ("model", "models", "steps", "blend", "delta", "s_per_batch")
 
 
 def generator_settings(options: dict[str, Any]) -> GeneratorSettings:
@@ -66,6 +75,7 @@ def generator_settings(options: dict[str, Any]) -> GeneratorSettings:
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
         extra[key.strip()] = value
+    extra.update({name: options[name] for name in SDAS_OPTIONS if options.get(name) is not None})
     return GeneratorSettings(
         category=options["category"], size=options["size"], foreground=options.get("foreground"),
         textures=options.get("textures"), texture_classes=_split(options.get("texture_classes")),

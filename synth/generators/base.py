@@ -17,7 +17,7 @@ class Sample:
     """One synthetic sample: an RGB uint8 image, its HxW uint8 mask {0, 255} and its random parameters."""
 
     image: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray | None  # None: no pixel mask (raw SDAS images)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,6 +62,11 @@ class Generator(ABC):
     def describe(self) -> dict[str, Any]:
         """The generator's fixed parameters, for the manifest and the dataset card."""
         return {}
+
+    @property
+    def uses_normal_image(self) -> bool:
+        """False for generators whose output does not derive from the normal image (raw SDAS)."""
+        return True
 
 
 _REGISTRY: dict[str, type[Generator]] = {}

@@ -32,11 +32,14 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def write_card(out_dir: Path, manifest: dict[str, Any], features: datasets.Features, num_rows: int) -> None:
+def write_card(out_dir: Path, manifest: dict[str, Any], features: datasets.Features, num_rows: int,
+               num_bytes: int) -> None:
     """README.md with the `configs`/`dataset_info` YAML that `datasets.load_dataset(dir)` and the Hub use."""
     info = {
         "features": features._to_yaml_list(),
-        "splits": [{"name": SPLIT, "num_examples": num_rows}],
+        "splits": [{"name": SPLIT, "num_bytes": num_bytes, "num_examples": num_rows}],
+        "download_size": num_bytes,
+        "dataset_size": num_bytes,
     }
     header = {
         "configs": [{"config_name": "default",

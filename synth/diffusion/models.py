@@ -1,0 +1,68 @@
+"""Finding a trained model: an explicit directory or Hub id, a category under a models root, or a
+model bundled with the package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synth.diffusion.model import CONFIG_NAME, ModelConfig
+from synth.errors import SynthError
+
+MODELS_ENV = "SYNTH_MODELS"
+DEFAULT_MODELS_ROOT = Path("models")
+BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "models"
+
+
+def models_root(root: str | Path | None = None) -> Path:
+    """The models root: ``root`` if given, else $SYNTH_MODELS, else ./models."""
+    return Path(root or os.environ.get(MODELS_ENV) or DEFAULT_MODELS_ROOT)
+
+
+def _is_model(directory: Path) -> bool:
+    return (directory / CONFIG_NAME).is_file()
+
+
+def _from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id))
+    except Exception as error:  # network, auth or missing repo: all the same to the user
+        raise SynthError(f"cannot fetch model {repo_id!r} from the Hugging Face Hub: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+
+
+def bundled_models() -> dict[str, Path]:
+    """The demo models shipped inside the package, by category."""
+    found: dict[str, Path] = {}
+    for directory in sorted(BUNDLED_ROOT.iterdir()) if BUNDLED_ROOT.is_dir() else []:
+        if _is_model(directory):
+            for name in ModelConfig.read(directory).class_names:
+                found.setdefault(name, directory)
+    return found
+
+
+def find_model(category: str, model: str | Path | None = None, root: str | Path | None = None) -> Path:
+    """The directory of the model to sample ``category`` from.
+
+    Order: ``model`` (a directory or a Hub id ``user/name``); ``ROOT/CATEGORY`` under the models root;
+    the bundled demo model of the category.
+    """
+    if model:
+        path = Path(model)
+        if path.is_dir():
+            if not _is_model(path):
+                raise SynthError(f"{path} holds no synth model ({CONFIG_NAME} missing)")
+            return path
+        if path.exists() or str(model).count("/") != 1:
+            raise SynthError(f"model {model} does not exist")
+        return _from_hub(str(model))
+    candidate = models_root(root) / category
+    if _is_model(candidate):
+        return candidate
+    bundled = bundled_models().get(category)
+    if bundled is not None:
+        return bundled
+    raise SynthError(f"no diffusion model for category {category!r} in {models_root(root)}; train one with "
+                     f"`synth train --category {category} --out {candidate}` or pass --model DIR")

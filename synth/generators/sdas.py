@@ -1,0 +1,123 @@
+"""SDAS (RealNet, CVPR 2024): strength-controllable diffusion anomaly synthesis.
+
+Each image is sampled from the category's DDPM with the reverse variance widened by (1 + s)
+(``synth.diffusion.sampler``). Raw mode writes the sampled images P as they are (RealNet's SIA set);
+``blend`` composites them into a normal image I through a Perlin ∩ foreground mask M:
+A = (1 − M)·I + M·(δ·P + (1 − δ)·I), δ ~ U[0.5, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from synth.diffusion.model import load_model
+from synth.diffusion.models import find_model
+from synth.diffusion.sampler import SDASSampler, to_uint8, torch_generator
+from synth.errors import SynthError
+from synth.generators.base import Generator, GeneratorSettings, Sample, register
+from synth.masks import anomaly_mask, default_rule, foreground_mask
+
+DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
+DEFAULT_STEPS = 20  # RealNet samples with 20 evenly strided steps
+DEFAULT_DELTA = (0.5, 1.0)
+MAX_UPSCALE = 4
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _range(text: str, name: str) -> tuple[float, float]:
+    parts = [float(p) for p in str(text).split(":")]
+    lo, hi = parts[0], parts[-1]
+    if not 0 <= lo <= hi <= 1:
+        raise SynthError(f"{name} must be a value or range within [0, 1], got {text!r}")
+    return lo, hi
+
+
+@register
+class SDAS(Generator):
+    name = "sdas"
+    columns: ClassVar[dict[str, str]] = {
+        "s": "float64", "steps": "int64", "model": "string", "model_size": "int64", "upscaled": "bool",
+        "blended": "bool", "delta": "float64",
+    }
+
+    def __init__(self, model_dir: str, category: str, size: int, strength: tuple[float, float] = DEFAULT_STRENGTH,
+                 steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
+                 foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None) -> None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.unet, self.config = load_model(model_dir, device)
+        self.model_id = str(model_dir)
+        self.model_size = self.config.size
+        ratio = size / self.model_size
+        if size < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE:
+            raise SynthError(f"the model makes {self.model_size}x{self.model_size} images; --size {size} must be "
+                             f"it times 1, 2 or 4 (e.g. --size {self.model_size})")
+        if self.config.num_classes and category not in self.config.class_names:
+            raise SynthError(f"model {model_dir} was not trained on category {category!r}")
+        self.class_label = self.config.class_names.index(category) if self.config.num_classes else None
+        self.size, self.strength, self.steps, self.blend = size, strength, steps, blend
+        self.delta, self.s_per_batch = delta, s_per_batch
+        self.foreground = foreground or default_rule(category)
+        use_bf16 = device.type == "cuda" if bf16 is None else bf16
+        self.sampler = SDASSampler(self.unet, steps, bf16=use_bf16)
+
+    @classmethod
+    def from_settings(cls, settings: GeneratorSettings) -> "SDAS":
+        extra = settings.extra
+        model_dir = find_model(settings.category, extra.get("model"), extra.get("models"))
+        try:
+            steps = int(extra.get("steps", DEFAULT_STEPS))
+        except ValueError:
+            raise SynthError(f"--steps must be an integer, got {extra.get('steps')!r}") from None
+        return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
+                   steps, _flag(extra.get("blend", False)), _range(extra.get("delta", "0.5:1.0"), "--delta"),
+                   settings.foreground, _flag(extra.get("s_per_batch", False)),
+                   _flag(extra["bf16"]) if "bf16" in extra else None)
+
+    @property
+    def uses_normal_image(self) -> bool:
+        return self.blend
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_id, "model_preset": self.config.preset, "model_size": self.model_size,
+                "model_steps": self.config.steps, "strength": list(self.strength), "sampling_steps": self.steps,
+                "blend": self.blend, "delta": list(self.delta) if self.blend else None,
+                "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch}
+
+    def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
+        return self.generate_batch([normal], [rng])[0]
+
+    def generate_batch(self, normals: list[np.ndarray], rngs: list[np.random.Generator]) -> list[Sample]:
+        """Sample P for the whole batch on the device; each image's s and noise come from its own rng."""
+        strengths = [float(rng.uniform(*self.strength)) for rng in rngs]
+        if self.s_per_batch:  # the official code's behaviour: the batch's first s for every image
+            strengths = [strengths[0]] * len(rngs)
+        generators = [torch_generator(rng) for rng in rngs]
+        labels = None if self.class_label is None else torch.full((len(rngs),), self.class_label)
+        images = to_uint8(self.sampler.sample(len(rngs), torch.tensor(strengths), generators, labels))
+        samples = []
+        for normal, rng, image, s in zip(normals, rngs, images, strengths):
+            if self.size != self.model_size:
+                image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+            params = {"s": s, "steps": self.steps, "model": self.model_id, "model_size": self.model_size,
+                      "upscaled": self.size != self.model_size, "blended": self.blend}
+            if self.blend:
+                samples.append(self._blend(normal, image, rng, params))
+            else:
+                samples.append(Sample(image, None, params))
+        return samples
+
+    def _blend(self, normal: np.ndarray, image: np.ndarray, rng: np.random.Generator,
+               params: dict[str, Any]) -> Sample:
+        mask = anomaly_mask(foreground_mask(normal, self.foreground), rng)
+        delta = float(rng.uniform(*self.delta))
+        inside = (mask > 0)[..., None]
+        mixed = delta * image.astype(np.float32) + (1 - delta) * normal.astype(np.float32)
+        blended = np.where(inside, np.clip(np.rint(mixed), 0, 255).astype(np.uint8), normal)
+        return Sample(blended, mask, {**params, "delta": delta})
