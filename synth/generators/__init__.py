@@ -1,6 +1,5 @@
-"""Generators: every anomaly generator, registered by name on import."""
+"""Generators: every anomaly generator, found by name (modules are imported on first use)."""
 
-from synth.generators import cutpaste  # noqa: F401
 from synth.generators.base import (Generator, GeneratorSettings, Sample, available_generators,
                                    create_generator, per_sample_rng, register)
 

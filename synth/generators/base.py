@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,18 @@ class Generator(ABC):
 
 _REGISTRY: dict[str, type[Generator]] = {}
 
+# Where each built-in generator lives; its module is imported on first use so that light generators
+# do not pay for heavy imports (torch and diffusers for SDAS).
+BUILTIN_MODULES: dict[str, str] = {
+    **{name: "synth.generators.cutpaste" for name in ("cutpaste", "cutpaste-scar", "cutpaste-union", "cutpaste-3way")},
+    "draem": "synth.generators.draem",
+    "prn-hea": "synth.generators.prn",
+    "prn-hoa": "synth.generators.prn",
+    "normal": "synth.generators.normal",
+    "mix": "synth.generators.mix",
+    "sdas": "synth.generators.sdas",
+}
+
 
 def register(cls: type[Generator]) -> type[Generator]:
     """Class decorator: make a generator available by its ``name``."""
@@ -79,14 +92,14 @@ def register(cls: type[Generator]) -> type[Generator]:
 
 
 def available_generators() -> list[str]:
-    _load_builtin_generators()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(BUILTIN_MODULES))
 
 
 def generator_class(name: str) -> type[Generator]:
-    _load_builtin_generators()
+    if name not in _REGISTRY and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
     if name not in _REGISTRY:
-        raise SynthError(f"unknown generator {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
+        raise SynthError(f"unknown generator {name!r}; choose from {', '.join(available_generators())}")
     return _REGISTRY[name]
 
 
@@ -98,7 +111,3 @@ def create_generator(name: str, settings: GeneratorSettings | None = None) -> Ge
 def per_sample_rng(seed: int, index: int) -> np.random.Generator:
     """The random generator of sample ``index``: a function of (seed, index) alone."""
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
-
-
-def _load_builtin_generators() -> None:
-    import synth.generators  # noqa: F401  (importing the package registers every generator)
