@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import synth
 from synth.data import Category, load_category
+from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.shards import (CARD, MANIFEST, ShardWriter, completed_shards, dataset_features, read_manifest,
@@ -80,6 +81,7 @@ class GenerationPlan:
             "num_samples": self.num_samples, "seed": self.seed, "shard_size": self.shard_size,
             "num_shards": self.num_shards, "command": self.command, "version": synth.__version__,
             "num_normal_images": len(category), "complete": False,
+            "source_license": license_note(self.data, self.category),
         }
 
 

@@ -54,6 +54,24 @@ def preview(generator: str, settings: GeneratorSettings, data: Path | None, cate
     return contact_sheet(normals, made.generate_batch(normals, rngs), tile)
 
 
+def strength_sweep(settings: GeneratorSettings, data: Path | None, category: str, layout: str | None,
+                   size: int, strengths: list[float], count: int, seed: int, tile: int = 128) -> np.ndarray:
+    """SDAS at several strengths from the same seeds: one row per sample, one column per s
+    (RealNet's Fig. 3a). Sample i uses the same noise at every s, so only the strength differs."""
+    if count <= 0:
+        raise SynthError(f"-n must be positive, got {count}")
+    source = load_category(data, category, layout, size)
+    settings.category, settings.size = category, size
+    columns = []
+    for s in strengths:
+        settings.strength = (s, s)
+        made = create_generator("sdas", settings)
+        rngs = [per_sample_rng(seed, i) for i in range(count)]
+        normals = [source.train_images[source.pick(rng)] for rng in rngs]
+        columns.append([outline(x.image, x.mask) for x in made.generate_batch(normals, rngs)])
+    return grid([list(row) for row in zip(*columns)], tile)
+
+
 def save_png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):

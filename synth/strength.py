@@ -20,3 +20,14 @@ def parse_strength(text: str) -> tuple[float, float]:
     if lo > hi:
         raise SynthError(f"--s range {text!r} is inverted: the lower bound comes first")
     return lo, hi
+
+
+def parse_strength_list(text: str) -> list[float]:
+    """``0,0.05,0.1`` -> [0.0, 0.05, 0.1] (each value non-negative), for strength sweeps."""
+    values = []
+    for part in text.split(","):
+        lo, hi = parse_strength(part.strip())
+        if lo != hi:
+            raise SynthError(f"a strength sweep takes single values, got the range {part!r}")
+        values.append(lo)
+    return values

@@ -171,3 +171,30 @@ def test_real_mpdd_cutpaste_union(tmp_path, capsys):
     assert run_cli(args, capsys)[0] == 0
     table = pq.read_table(out / "data")
     assert table.num_rows == 20 and set(table["category"].to_pylist()) == {"metal_plate"}
+
+
+def test_publish_dry_run_and_missing_token(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert run_cli([*GEN, "-n", 10, "--out", out], capsys)[0] == 0
+    status, stdout, _ = run_cli(["publish", out, "--repo-id", "me/bricks", "--dry-run"], capsys)
+    listed = stdout.splitlines()
+    assert status == 0
+    assert listed[:4] == ["README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
+                          "manifest.json"]
+    assert "would upload 4 files" in listed[-1]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    status, _, err = run_cli(["publish", out, "--repo-id", "me/bricks"], capsys)
+    assert status == 2 and "token" in err and len(err.strip().splitlines()) == 1
+    status, _, err = run_cli(["publish", tmp_path, "--repo-id", "me/bricks", "--dry-run"], capsys)
+    assert status == 2 and "not a synth dataset" in err
+
+
+def test_publish_without_network_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert run_cli([*GEN, "-n", 3, "--out", out], capsys)[0] == 0
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    status, _, err = run_cli(["publish", out, "--repo-id", "me/bricks"], capsys)
+    assert status == 2 and "upload to me/bricks failed" in err and len(err.strip().splitlines()) == 1

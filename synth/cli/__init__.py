@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from synth.cli import gen, info, preview
+    from synth.cli import gen, info, preview, publish
 
-    for module in (gen, info, preview):
+    for module in (gen, info, preview, publish):
         cli.add_command(module.command)
 
 

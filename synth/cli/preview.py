@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from synth.cli.options import data_options, generator_options, generator_settings
-from synth.preview import preview, save_png
+from synth.preview import preview, save_png, strength_sweep
+from synth.strength import parse_strength_list
 
 
 @click.command("preview")
@@ -19,11 +20,20 @@ from synth.preview import preview, save_png
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: preview-GENERATOR.png].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PNG.")
 def command(count: int, seed: int, tile: int, out: Path | None, overwrite: bool, **options) -> None:
-    """Save a sheet: normal images, their anomalous versions, and the mask outlines."""
+    """Save a sheet: normal images, their anomalous versions, and the mask outlines.
+
+    With ``--generator sdas --s 0,0.1,0.2`` (a comma list), the same seeds at each strength instead.
+    """
     out = out or Path(f"preview-{options['generator']}.png")
     if out.exists() and not overwrite:
         raise click.UsageError(f"{out} exists; use --overwrite to replace it")
-    sheet = preview(options["generator"], generator_settings(options), options["data"], options["category"],
-                    options["layout"], options["size"], count, seed, tile)
+    sweep = options["generator"] == "sdas" and "," in (options.get("strength") or "")
+    if sweep:
+        strengths = parse_strength_list(options.pop("strength"))
+        sheet = strength_sweep(generator_settings({**options, "strength": None}), options["data"],
+                               options["category"], options["layout"], options["size"], strengths, count, seed, tile)
+    else:
+        sheet = preview(options["generator"], generator_settings(options), options["data"], options["category"],
+                        options["layout"], options["size"], count, seed, tile)
     save_png(out, sheet)
     click.echo(f"wrote {out}")

@@ -95,3 +95,20 @@ def detect_layout(root: Path, category: str) -> str:
     available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     hint = f"; categories found: {', '.join(available)}" if available else ""
     raise SynthError(f"category {category!r} not found under {root}{hint}")
+
+
+LICENSE_FILES = ("license.txt", "LICENSE.txt", "LICENSE", "license.md", "LICENSE.md")
+
+
+def license_note(root: Path | None, category: str) -> str:
+    """The first line of a licence file beside the category (or at the root), for dataset cards."""
+    if root is None:
+        return "scikit-image sample data (see skimage.data for each photo's licence)"
+    for folder in (root / category, root):
+        for name in LICENSE_FILES:
+            path = folder / name
+            if path.is_file():
+                lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+                if lines:
+                    return f"{lines[0]} (from {path.name})"
+    return "unknown: check the source dataset's licence"

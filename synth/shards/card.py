@@ -32,6 +32,20 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+# Licence names as they appear in licence files -> the Hub's licence identifiers.
+HUB_LICENSES = {
+    "Attribution-NonCommercial-ShareAlike 4.0": "cc-by-nc-sa-4.0",
+    "Attribution-NonCommercial 4.0": "cc-by-nc-4.0",
+    "Attribution-ShareAlike 4.0": "cc-by-sa-4.0",
+    "Attribution 4.0": "cc-by-4.0",
+}
+
+
+def hub_license_id(note: str) -> str | None:
+    """The Hub licence id of a source licence note, when it names a known licence."""
+    return next((hub for phrase, hub in HUB_LICENSES.items() if phrase in note), None)
+
+
 def write_card(out_dir: Path, manifest: dict[str, Any], features: datasets.Features, num_rows: int,
                num_bytes: int) -> None:
     """README.md with the `configs`/`dataset_info` YAML that `datasets.load_dataset(dir)` and the Hub use."""
@@ -48,8 +62,9 @@ def write_card(out_dir: Path, manifest: dict[str, Any], features: datasets.Featu
         "tags": ["synthetic", "anomaly-detection", "industrial-inspection", manifest["generator"]],
         "task_categories": ["image-segmentation"],
     }
-    if manifest.get("license"):
-        header["license"] = manifest["license"]
+    hub_license = hub_license_id(manifest.get("source_license") or "")
+    if hub_license:
+        header["license"] = hub_license
     params = json.dumps(manifest.get("generator_params", {}), indent=2, sort_keys=True, default=str)
     body = f"""# {manifest['category']} — {manifest['generator']} synthetic anomalies
 

@@ -1,0 +1,109 @@
+"""SDAS as a generator: raw and blended shards, strengths per row, model lookup and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from synth.data import load_category
+from synth.diffusion.model import ModelConfig, build_unet, save_model
+from synth.diffusion.models import find_model
+from synth.errors import SynthError
+from tests.conftest import run_cli
+from tests.test_gen import shard_bytes
+
+
+@pytest.fixture(scope="module")
+def micro_model(tmp_path_factory) -> Path:
+    """An untrained 16x16 model of the embedded `brick` category (sampling plumbing only)."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("models") / "brick"
+    save_model(build_unet("micro"), directory, ModelConfig(class_names=["brick"], preset="micro", size=16))
+    return directory
+
+
+def sdas_args(model: Path, out: Path, *extra) -> list:
+    return ["gen", "--generator", "sdas", "--category", "brick", "--model", model, "--size", 16,
+            "--steps", 4, "--shard-size", 4, "--batch-size", 3, "--out", out, *extra]
+
+
+def test_raw_sdas_rows_record_strength(micro_model, tmp_path, capsys):
+    out = tmp_path / "raw"
+    status, _, err = run_cli([*sdas_args(micro_model, out), "-n", 7, "--s", "0.1:0.2"], capsys)
+    assert status == 0, err
+    table = pq.read_table(out / "data")
+    assert table.num_rows == 7
+    s = np.array(table["s"].to_pylist())
+    assert ((0.1 <= s) & (s <= 0.2)).all() and len(set(s)) == 7
+    assert set(table["steps"].to_pylist()) == {4} and table["mask"].null_count == 7
+    assert table["source"].null_count == 7 and not any(table["upscaled"].to_pylist())
+
+
+def test_fixed_strength_and_s_per_batch(micro_model, tmp_path, capsys):
+    assert run_cli([*sdas_args(micro_model, tmp_path / "a"), "-n", 3, "--s", "0.3"], capsys)[0] == 0
+    assert set(pq.read_table(tmp_path / "a/data")["s"].to_pylist()) == {0.3}
+    assert run_cli([*sdas_args(micro_model, tmp_path / "b"), "-n", 6, "--s-per-batch", "--shard-size", 6], capsys)[0] == 0
+    s = pq.read_table(tmp_path / "b/data")["s"].to_pylist()
+    assert s[0] == s[1] == s[2] and s[3] == s[4] == s[5] and s[0] != s[3]
+
+
+def test_blend_masks_and_unchanged_pixels(micro_model, tmp_path, capsys):
+    out = tmp_path / "blend"
+    assert run_cli([*sdas_args(micro_model, out), "-n", 6, "--blend", "--size", 32], capsys)[0] == 0
+    table = pq.read_table(out / "data").to_pylist()
+    brick = load_category(None, "brick", size=32)
+    import cv2
+
+    for row in table:
+        image = cv2.imdecode(np.frombuffer(row["image"]["bytes"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        mask = cv2.imdecode(np.frombuffer(row["mask"]["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE)
+        source = brick.train_images[brick.train_ids.index(row["source"])]
+        assert mask.any() and 0.5 <= row["delta"] <= 1.0 and row["upscaled"] and row["model_size"] == 16
+        assert ((image != source).any(axis=2) <= (mask > 0)).all()
+
+
+def test_two_processes_same_bytes_as_one(micro_model, tmp_path, capsys):
+    assert run_cli([*sdas_args(micro_model, tmp_path / "one"), "-n", 8], capsys)[0] == 0
+    assert run_cli([*sdas_args(micro_model, tmp_path / "two"), "-n", 8, "--num-processes", 2], capsys)[0] == 0
+    assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--size", 24], "must be it times 1, 2 or 4"),
+    (["--size", 8], "must be it times 1, 2 or 4"),
+    (["--s", "-0.2"], "negative"),
+    (["--delta", "0.2:1.5", "--blend"], "--delta"),
+])
+def test_bad_sdas_input(micro_model, tmp_path, capsys, extra, message):
+    status, _, err = run_cli([*sdas_args(micro_model, tmp_path / "x"), "-n", 2, *extra], capsys)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_model_says_how_to_train(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTH_MODELS", str(tmp_path / "models"))
+    status, _, err = run_cli(["gen", "--category", "gravel", "-n", 2, "--out", tmp_path / "o"], capsys)
+    assert status == 2 and "synth train --category gravel" in err
+    with pytest.raises(SynthError, match="does not exist"):
+        find_model("brick", tmp_path / "nowhere")
+
+
+def test_models_root_lookup(micro_model, tmp_path):
+    assert find_model("brick", root=micro_model.parent) == micro_model
+
+
+def test_strength_sweep_preview(micro_model, tmp_path, capsys):
+    sheet = tmp_path / "sweep.png"
+    args = ["preview", "--generator", "sdas", "--category", "brick", "--model", micro_model, "--size", 16,
+            "--steps", 3, "--s", "0,0.2,0.8", "-n", 2, "--tile", 16, "--out", sheet]
+    status, _, err = run_cli(args, capsys)
+    assert status == 0, err
+    import cv2
+
+    image = cv2.imread(str(sheet))
+    assert image.shape[:2] == (2 * 16 + 3 * 4, 3 * 16 + 4 * 4)
+    tiles = [image[4:20, 4 + c * 20:20 + c * 20].astype(float) for c in range(3)]
+    assert np.abs(tiles[0] - tiles[1]).mean() < np.abs(tiles[0] - tiles[2]).mean()
