@@ -18,10 +18,12 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from synth.cli import gen, info, preview, publish
+    from synth.cli import gen, info, preview, publish, run
+    from synth.cli.train import train
 
-    for module in (gen, info, preview, publish):
+    for module in (gen, info, preview, publish, run):
         cli.add_command(module.command)
+    cli.add_command(train)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,8 +19,12 @@ def models_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get(MODELS_ENV) or DEFAULT_MODELS_ROOT)
 
 
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
 def _is_model(directory: Path) -> bool:
-    return (directory / CONFIG_NAME).is_file()
+    """A finished model: its synth config and its weights (a run in progress has no weights yet)."""
+    return (directory / CONFIG_NAME).is_file() and (directory / WEIGHTS_NAME).is_file()
 
 
 def _from_hub(repo_id: str) -> Path:
@@ -53,7 +57,7 @@ def find_model(category: str, model: str | Path | None = None, root: str | Path 
         path = Path(model)
         if path.is_dir():
             if not _is_model(path):
-                raise SynthError(f"{path} holds no synth model ({CONFIG_NAME} missing)")
+                raise SynthError(f"{path} holds no finished synth model ({CONFIG_NAME} or {WEIGHTS_NAME} missing)")
             return path
         if path.exists() or str(model).count("/") != 1:
             raise SynthError(f"model {model} does not exist")
