@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import synth
+from synth import distributed
 from synth.data import Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
@@ -157,15 +158,16 @@ def write_shards(plan: GenerationPlan, process_index: int = 0, num_processes: in
 
 
 def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True) -> Path:
-    """Check the output directory, write the manifest, the shards (in ``num_processes`` worker
-    processes if > 1) and finally the dataset card."""
+    """Check the output directory, write the manifest, the shards and finally the dataset card.
+
+    Shards are written by ``num_processes`` local worker processes, or, under `accelerate launch`,
+    by every launched process (each on its own device), process 0 doing the bookkeeping.
+    """
     if num_processes <= 0:
         raise SynthError(f"--num-processes must be positive, got {num_processes}")
-    category = load_category(plan.data, plan.category, plan.layout, plan.size)
-    generator = create_generator(plan.generator, plan.settings)
-    manifest = plan.manifest(generator, category)
-    _prepare_output(plan, manifest)
-    write_json_atomic(plan.out / MANIFEST, manifest)
+    if distributed.launched():
+        return _run_launched(plan, progress)
+    _start(plan)
     if num_processes == 1:
         write_shards(plan, 0, 1, progress)
     else:
@@ -175,6 +177,32 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
             for future in futures:
                 future.result()
     finalize(plan.out)
+    return plan.out
+
+
+def _start(plan: GenerationPlan) -> None:
+    category = load_category(plan.data, plan.category, plan.layout, plan.size)
+    manifest = plan.manifest(create_generator(plan.generator, plan.settings), category)
+    _prepare_output(plan, manifest)
+    write_json_atomic(plan.out / MANIFEST, manifest)
+
+
+def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
+    """Every launched process writes its shards; process 0 prepares the directory and finishes it."""
+    rank, size = distributed.world()
+    error = None
+    if rank == 0:
+        try:
+            _start(plan)
+        except SynthError as caught:
+            error = str(caught)
+    error = distributed.broadcast(error)
+    if error is not None:
+        raise SynthError(error)
+    write_shards(plan, rank, size, progress)
+    distributed.barrier()
+    if rank == 0:
+        finalize(plan.out)
     return plan.out
 
 

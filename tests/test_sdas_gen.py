@@ -107,3 +107,20 @@ def test_strength_sweep_preview(micro_model, tmp_path, capsys):
     assert image.shape[:2] == (2 * 16 + 3 * 4, 3 * 16 + 4 * 4)
     tiles = [image[4:20, 4 + c * 20:20 + c * 20].astype(float) for c in range(3)]
     assert np.abs(tiles[0] - tiles[1]).mean() < np.abs(tiles[0] - tiles[2]).mean()
+
+
+def test_accelerate_launch_two_cpu_processes_same_bytes(micro_model, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    assert run_cli([*sdas_args(micro_model, tmp_path / "one"), "-n", 7], capsys)[0] == 0
+    launcher = Path(sys.executable).with_name("accelerate")
+    args = [str(a) for a in sdas_args(micro_model, tmp_path / "two")][1:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "synth", "gen", *args, "-n", "7"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("wrote 7 samples") == 1
+    assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")

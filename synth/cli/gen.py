@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from synth import distributed
 from synth.cli.options import data_options, generator_options, generator_settings
 from synth.plan import GenerationPlan, default_output_dir, run_plan
 
@@ -36,4 +37,5 @@ def command(num_samples: int, out: Path | None, seed: int, shard_size: int, batc
         overwrite=overwrite, command=shlex.join(["synth", *sys.argv[1:]]),
     )
     out_dir = run_plan(plan, num_processes=num_processes)
-    click.echo(f"wrote {num_samples} samples to {out_dir}")
+    if distributed.world()[0] == 0:
+        click.echo(f"wrote {num_samples} samples to {out_dir}")

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from synth import distributed
 from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
 from synth.diffusion.sampler import SDASSampler, to_uint8, torch_generator
@@ -50,7 +51,7 @@ class SDAS(Generator):
     def __init__(self, model_dir: str, category: str, size: int, strength: tuple[float, float] = DEFAULT_STRENGTH,
                  steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
                  foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None) -> None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = distributed.device()
         self.unet, self.config = load_model(model_dir, device)
         self.model_id = str(model_dir)
         self.model_size = self.config.size
