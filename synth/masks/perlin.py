@@ -1,11 +1,11 @@
 """Perlin-noise anomaly masks as in DRAEM and RealNet.
 
-The noise is computed exactly (same gradients, same fade curve as DRAEM's ``rand_perlin_2d_np``)
-but as two small matrix products instead of per-pixel gathers: for every lattice corner the
-contribution ``g · (f - d) * fade`` factors into a row weight times a gradient times a column
-weight, so ``noise = Ry @ Gy @ Cx + Cy @ Gx @ Rx`` with (H x ry+1) and (rx+1 x W) weight
-matrices. This is ~30x faster than the gather form and ~100x faster than the ``noise`` package
-(see docs/benchmarks.md, "## Generators").
+The noise is DRAEM's ``rand_perlin_2d_np`` (same gradients, same fade curve), computed separably
+in float32: every lattice corner's term ``g · (f − d) · fade`` is a row weight times a gradient
+times a column weight, so the gradient lattice is interpolated along y first (an H x (rx+1)
+array), then along x, with no BLAS call (a matrix-product form was as fast on an idle core but
+~100x slower when OpenBLAS threads compete for busy cores). Figures against the former per-pixel
+gather form and the ``noise`` package: docs/benchmarks.md, "## Generators".
 """
 
 from __future__ import annotations
@@ -18,42 +18,48 @@ MAX_SCALE_EXPONENT = 6  # exclusive: scales 2**0 .. 2**5 on each axis, as DRAEM/
 THRESHOLD = 0.5
 MAX_ROTATION = 90.0
 
+Weights = tuple[np.ndarray, np.ndarray]  # per-pixel weights of the lower and the upper lattice line
+
 
 def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6 - 15) + 10)
 
 
-def _axis_weights(length: int, periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolation weights along one axis, as (length x periods+1) matrices.
+def _axis_weights(length: int, periods: int) -> tuple[np.ndarray, Weights, Weights]:
+    """Interpolation along one axis: each pixel's lower lattice line, and the weights of that line
+    and the next as (plain, ramp) pairs.
 
-    ``plain[i, c]`` is the fade weight of lattice line ``c`` at pixel ``i`` and ``ramp[i, c]`` the
-    same weight times the signed distance from line ``c``: the two factors of a corner's term.
+    ``plain`` is the fade weight, ``ramp`` the same weight times the signed distance from the line:
+    the two factors of a corner's term ``g · (f − d) · fade``.
     """
     cell = -(-length // periods)  # the grid is padded to a multiple of ``periods`` and cropped
     position = np.arange(length) / cell
     index = position.astype(np.int64)
     frac = position - index
     fade = _fade(frac)
-    rows = np.arange(length)
-    plain = np.zeros((length, periods + 1), np.float32)
-    ramp = np.zeros((length, periods + 1), np.float32)
-    plain[rows, index], plain[rows, index + 1] = 1 - fade, fade
-    ramp[rows, index], ramp[rows, index + 1] = (1 - fade) * frac, fade * (frac - 1)
-    return plain, ramp
+    plain = ((1 - fade).astype(np.float32), fade.astype(np.float32))
+    ramp = (((1 - fade) * frac).astype(np.float32), (fade * (frac - 1)).astype(np.float32))
+    return index, plain, ramp
+
+
+def _interpolate(lattice: np.ndarray, rows: Weights, iy: np.ndarray, cols: Weights, ix: np.ndarray) -> np.ndarray:
+    """Σ over the 4 corners of row weight × lattice value × column weight, one axis at a time."""
+    along_y = rows[0][:, None] * lattice[iy] + rows[1][:, None] * lattice[iy + 1]  # (H, rx + 1)
+    return along_y[:, ix] * cols[0] + along_y[:, ix + 1] * cols[1]
 
 
 def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """2-D gradient (Perlin) noise (float32) of ``shape`` with ``res`` periods per axis, values in
-    about [-1, 1]. Gradient angles are drawn from ``rng`` (one per lattice point, as DRAEM); any shape works.
+    about [-1, 1]. Gradient angles are drawn from ``rng`` (one per lattice point, as DRAEM); any
+    shape works.
     """
     ry, rx = res
     angles = 2 * np.pi * rng.random((ry + 1, rx + 1))
-    plain_y, ramp_y = _axis_weights(shape[0], ry)
-    plain_x, ramp_x = _axis_weights(shape[1], rx)
-    # gradient component 0 multiplies the row offset, component 1 the column offset
-    grad_y, grad_x = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-    noise = (ramp_y @ grad_y) @ plain_x.T
-    noise += (plain_y @ grad_x) @ ramp_x.T
+    iy, plain_y, ramp_y = _axis_weights(shape[0], ry)
+    ix, plain_x, ramp_x = _axis_weights(shape[1], rx)
+    # gradient component 0 (cos) multiplies the row offset, component 1 (sin) the column offset
+    noise = _interpolate(np.cos(angles).astype(np.float32), ramp_y, iy, plain_x, ix)
+    noise += _interpolate(np.sin(angles).astype(np.float32), plain_y, iy, ramp_x, ix)
     noise *= np.float32(np.sqrt(2))
     return noise
 
