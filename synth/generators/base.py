@@ -13,6 +13,9 @@ import numpy as np
 from synth.errors import SynthError
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 @dataclass
 class Sample:
     """One synthetic sample: an RGB uint8 image, its HxW uint8 mask {0, 255} and its random parameters."""
@@ -35,6 +38,15 @@ class GeneratorSettings:
     strength: tuple[float, float] | None = None  # SDAS strength range s (lo, hi); lo == hi for a fixed s
     mix: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # generator-specific options (e.g. model path)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        """A boolean generator option (``-o KEY=true``, or a CLI flag stored in ``extra``)."""
+        value = self.extra.get(key, default)
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in TRUE_WORDS + FALSE_WORDS:
+            return str(value).lower() in TRUE_WORDS
+        raise SynthError(f"option {key} must be true or false, got {value!r}")
 
 
 class Generator(ABC):

@@ -25,7 +25,6 @@ from synth.masks import RULES, anomaly_mask, foreground_mask
 DRAEM_BETA = (0.0, 0.8)
 NORMAL_ROTATION_PROBABILITY = 0.3  # DRAEM: torch.rand(1) > 0.7
 NORMAL_ROTATION = 90.0
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, beta: float) -> np.ndarray:
@@ -45,16 +44,6 @@ def region(normal: np.ndarray, rule: str | None, rng: np.random.Generator) -> np
     """A non-empty Perlin mask, restricted to the foreground of ``normal`` under ``rule`` if given."""
     foreground = foreground_mask(normal, rule) if rule is not None else None
     return anomaly_mask(foreground, rng, size=normal.shape[0])
-
-
-def flag(settings: GeneratorSettings, key: str, default: bool) -> bool:
-    """A boolean ``-o KEY=VALUE`` option."""
-    value = settings.extra.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in TRUE + FALSE:
-        return str(value).lower() in TRUE
-    raise SynthError(f"option {key} must be true or false, got {value!r}")
 
 
 def settings_textures(settings: GeneratorSettings) -> TextureSource:
@@ -100,7 +89,7 @@ class Draem(TextureAnomaly):
     @classmethod
     def from_settings(cls, settings: GeneratorSettings) -> "Draem":
         return cls(settings_textures(settings), settings.foreground,
-                   rotate_normal=flag(settings, "rotate_normal", False))
+                   rotate_normal=settings.flag("rotate_normal"))
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
         rotation = 0.0

@@ -28,10 +28,6 @@ DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
 
 
-def _flag(value: Any) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
-
-
 def _range(text: str, name: str) -> tuple[float, float]:
     parts = [float(p) for p in str(text).split(":")]
     lo, hi = parts[0], parts[-1]
@@ -77,9 +73,9 @@ class SDAS(Generator):
         except ValueError:
             raise SynthError(f"--steps must be an integer, got {extra.get('steps')!r}") from None
         return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
-                   steps, _flag(extra.get("blend", False)), _range(extra.get("delta", "0.5:1.0"), "--delta"),
-                   settings.foreground, _flag(extra.get("s_per_batch", False)),
-                   _flag(extra["bf16"]) if "bf16" in extra else None)
+                   steps, settings.flag("blend"), _range(extra.get("delta", "0.5:1.0"), "--delta"),
+                   settings.foreground, settings.flag("s_per_batch"),
+                   settings.flag("bf16") if "bf16" in extra else None)
 
     @property
     def uses_normal_image(self) -> bool:
