@@ -1,0 +1,252 @@
+"""Training loop of the DDPM behind SDAS: hybrid loss, AdamW, EMA, resumable checkpoints, accelerate.
+
+Data order, timesteps, noise and flips of step n are a function of (seed, n) alone, and every
+checkpoint holds the model, optimizer, EMA, loss history and RNG state, so a resumed run ends with
+the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers import UNet2DModel
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from synth.data import DEFAULT_CATEGORY
+from synth.diffusion.card import grid, loss_curve, model_card, write_png
+from synth.diffusion.data import TrainingSet, load_training_set, resolve_categories
+from synth.diffusion.losses import hybrid_loss
+from synth.diffusion.model import CONFIG_NAME, ModelConfig, build_unet, save_model
+from synth.diffusion.presets import get_preset
+from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
+from synth.diffusion.schedule import Schedule, q_sample
+from synth.errors import SynthError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+EMA_DECAY = 0.9999
+GRAD_CLIP = 1.0
+# Options that must not change between a run and its resumption (else the result would differ).
+RESUME_KEYS = ("seed", "batch_size", "lr", "hflip", "precision")
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``synth train`` needs; None means the preset's default."""
+
+    out: Path
+    category: str = DEFAULT_CATEGORY  # one name, "a,b,c" or "all"
+    preset: str = "tiny"
+    steps: int = 1000
+    data: Path | None = None
+    layout: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 1000
+    resume: bool = False
+    overwrite: bool = False
+    hflip: bool = False
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16
+    sample_steps: int = 50
+    num_samples: int = 16
+    progress: bool = True
+    command: str = ""
+
+
+def _seed_for(seed: int, stream: int, counter: int) -> int:
+    return int(np.random.SeedSequence([seed, stream, counter]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def batch_indices(seed: int, step: int, batch_size: int, num_images: int) -> torch.Tensor:
+    """Image indices of global batch ``step``: consecutive slices of one permutation per epoch."""
+    positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+    indices = torch.empty(batch_size, dtype=torch.long)
+    for epoch in torch.unique(positions // num_images).tolist():
+        order = torch.randperm(num_images, generator=torch.Generator().manual_seed(_seed_for(seed, 0, epoch)))
+        chosen = positions // num_images == epoch
+        indices[chosen] = order[positions[chosen] % num_images]
+    return indices
+
+
+def make_batch(data: TrainingSet, seed: int, step: int, batch_size: int, num_timesteps: int,
+               hflip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x0 in [−1, 1], class labels, timestep indices, noise) of global batch ``step``."""
+    indices = batch_indices(seed, step, batch_size, len(data))
+    generator = torch.Generator().manual_seed(_seed_for(seed, 1, step))
+    x0 = data.images[indices].float() / 127.5 - 1.0
+    timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    if hflip:
+        flip = torch.rand(batch_size, generator=generator) < 0.5
+        x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
+    return x0, data.labels[indices], timesteps, noise
+
+
+def training_step(accelerator: Accelerator, unet: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  ema: EMAModel, schedule: Schedule, x0: torch.Tensor, labels: torch.Tensor | None,
+                  index: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """One optimisation step on a batch (hybrid loss, clipped gradients, EMA update); the detached loss."""
+    x_t = q_sample(schedule, x0, index, noise)
+    with accelerator.autocast():
+        output = unet(x_t, schedule.timesteps[index], class_labels=labels).sample
+    loss, _, _ = hybrid_loss(schedule, output, x0, x_t, index, noise)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(unet.parameters(), GRAD_CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    ema.step(accelerator.unwrap_model(unet).parameters())
+    return loss.detach()
+
+
+def resolve_precision(precision: str) -> str:
+    """"bf16" or "no" (accelerate's names)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SynthError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if precision == "bf16" else "no"
+
+
+def check_output(out: Path, config: ModelConfig, resume: bool, overwrite: bool) -> None:
+    """SynthError unless ``out`` is new, empty, the same model being resumed, or --overwrite is given."""
+    if not out.exists() or overwrite:
+        return
+    if not out.is_dir():
+        raise SynthError(f"--out {out} exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    if not (out / CONFIG_NAME).is_file():
+        raise SynthError(f"--out {out} is not empty and holds no synth model; use --overwrite to replace it")
+    existing = ModelConfig.read(out)
+    if not existing.same_model(config):
+        raise SynthError(f"--out {out} holds a different model (category {existing.category}, preset "
+                         f"{existing.preset}, size {existing.size}); use --overwrite to replace it")
+    if not resume:
+        raise SynthError(f"--out {out} already holds this model; use --resume to continue or --overwrite")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then an atomic rename."""
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path, run_options: dict) -> dict:
+    """The checkpoint at ``path``; SynthError if it is unreadable or from different options."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        step, stored = int(state["step"]), state["options"]
+        if state.get("format") != CHECKPOINT_FORMAT or not {"model", "optimizer", "ema", "losses"} <= set(state):
+            raise KeyError("format")
+    except Exception as error:  # noqa: BLE001  (any failure to read it means a corrupt file)
+        raise SynthError(f"checkpoint {path} is corrupt or unreadable ({type(error).__name__}); "
+                         "remove it or use --overwrite") from None
+    changed = [key for key in RESUME_KEYS if stored.get(key) != run_options[key]]
+    if changed:
+        raise SynthError(f"cannot resume {path}: {', '.join(f'{k} was {stored.get(k)!r}' for k in changed)}")
+    if step < 0:
+        raise SynthError(f"checkpoint {path} has a negative step")
+    return state
+
+
+def sample_grid(unet: UNet2DModel, config: ModelConfig, options: TrainOptions, bf16: bool) -> np.ndarray:
+    """A grid of s = 0 samples from ``unet`` (fixed seeds, so grids of different steps compare)."""
+    count = options.num_samples
+    labels = torch.arange(count) % config.num_classes if config.num_classes else None
+    images = SDASSampler(unet, options.sample_steps, bf16=bf16).sample(
+        count, 0.0, image_generators(options.seed, range(count)), class_labels=labels)
+    return grid(to_uint8(images))
+
+
+def train(options: TrainOptions) -> ModelConfig:
+    """Train (or resume) a model into ``options.out``; returns its config. Only process 0 writes."""
+    preset = get_preset(options.preset)
+    for name in ("steps", "checkpoint_every", "sample_every", "sample_steps", "num_samples"):
+        if getattr(options, name) < 1:
+            raise SynthError(f"--{name.replace('_', '-')} must be at least 1")
+    out = Path(options.out)
+    data_root = Path(options.data) if options.data is not None else None
+    class_names = resolve_categories(options.category, data_root)
+    config = ModelConfig(class_names, preset.name, preset.size, 0, str(data_root) if data_root else None)
+    check_output(out, config, options.resume, options.overwrite)
+    run_options = dict(seed=options.seed, batch_size=options.batch_size or preset.batch_size,
+                       lr=options.lr or preset.lr, hflip=options.hflip,
+                       precision=resolve_precision(options.precision))
+    # cpu=True without CUDA: accelerate only sets up multi-process CPU training (gloo) when asked to.
+    accelerator = Accelerator(mixed_precision=run_options["precision"], cpu=not torch.cuda.is_available())
+    batch_size = run_options["batch_size"]
+    if batch_size % accelerator.num_processes:
+        raise SynthError(f"--batch-size {batch_size} is not divisible by {accelerator.num_processes} processes")
+    checkpoint_path = out / CHECKPOINT_NAME
+    state = load_checkpoint(checkpoint_path, run_options) if (
+        options.resume and not options.overwrite and checkpoint_path.is_file()) else None
+    data = load_training_set(data_root, class_names, preset.size, options.layout)
+
+    torch.manual_seed(options.seed)
+    unet = build_unet(preset.name, config.num_classes)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=run_options["lr"], weight_decay=0.0)
+    ema = EMAModel(unet.parameters(), decay=EMA_DECAY)
+    step, losses, elapsed = 0, [], 0.0
+    if state is not None:
+        unet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"])
+        step, losses, elapsed = int(state["step"]), list(state["losses"]), float(state["elapsed"])
+    eval_unet = build_unet(preset.name, config.num_classes).to(accelerator.device).eval()
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    ema.to(accelerator.device)
+    schedule = Schedule.linear().to(accelerator.device)
+    if accelerator.is_main_process:
+        if options.overwrite:  # a fresh run: drop the old run's checkpoint and sample grids
+            checkpoint_path.unlink(missing_ok=True)
+            shutil.rmtree(out / "samples", ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        config.write(out)
+
+    local = batch_size // accelerator.num_processes
+    part = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
+    bf16 = run_options["precision"] == "bf16"
+    bar = tqdm(total=options.steps, initial=step, desc=f"train {config.category}", unit="step",
+               disable=not (options.progress and accelerator.is_main_process))
+    started = time.perf_counter() - elapsed
+    unet.train()
+    while step < options.steps:
+        x0, labels, index, noise = (v[part].to(accelerator.device) for v in make_batch(
+            data, options.seed, step, batch_size, len(schedule), options.hflip))
+        loss = training_step(accelerator, unet, optimizer, ema, schedule, x0,
+                             labels if config.num_classes else None, index, noise)
+        losses.append(accelerator.reduce(loss, "mean").item())
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+        if accelerator.is_main_process and (step % options.sample_every == 0 or step == options.steps):
+            ema.copy_to(eval_unet.parameters())
+            write_png(out / "samples" / f"step-{step:07d}.png", sample_grid(eval_unet, config, options, bf16))
+        if accelerator.is_main_process and (step % options.checkpoint_every == 0 or step == options.steps):
+            save_checkpoint(checkpoint_path, dict(
+                format=CHECKPOINT_FORMAT, step=step, options=run_options, config=asdict(config),
+                model=accelerator.unwrap_model(unet).state_dict(), optimizer=optimizer.state_dict(),
+                ema=ema.state_dict(), losses=losses, rng=torch.get_rng_state(),
+                elapsed=time.perf_counter() - started))
+    bar.close()
+    config.steps = step
+    if accelerator.is_main_process:
+        ema.copy_to(eval_unet.parameters())
+        save_model(eval_unet, out, config)
+        write_png(out / "loss.png", loss_curve(losses))
+        final = float(np.mean(losses[-100:])) if losses else None
+        (out / "README.md").write_text(model_card(config, options.command, time.perf_counter() - started, final))
+    accelerator.wait_for_everyone()
+    return config
