@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 
 import click
 
@@ -26,12 +27,11 @@ def _register_commands() -> None:
     cli.add_command(train)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback."""
-    logging.basicConfig(format="synth: %(message)s", level=logging.WARNING)
-    _register_commands()
+def run_command_line(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> None:
+    """Run a click group; bad input becomes one line on stderr and exit status 2, never a traceback."""
+    logging.basicConfig(format=f"{prog_name}: %(message)s", level=logging.WARNING)
     try:
-        cli.main(args=argv, prog_name="synth", standalone_mode=False)
+        code = group.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except SynthError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.ClickException as error:
         click.echo(f"error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code if error.exit_code else 2)
+        sys.exit(error.exit_code or 2)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `synth` entry point."""
+    _register_commands()
+    run_command_line(cli, argv, "synth")
