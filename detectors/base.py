@@ -32,6 +32,7 @@ class DetectorConfig:
     backbone_weights: str | None = None  # a weights file for torchvision backbones (--weights)
     batch_size: int = 8
     seed: int = 0
+    size: int | None = None  # image side of the training images (recorded by the CLI/bench for eval)
 
 
 class Detector(ABC):
@@ -52,7 +53,7 @@ class Detector(ABC):
 
     @abstractmethod
     def fit(self, data: TrainingSet) -> None:
-        """Learn from the training set (normal images, plus anomalous ones if ``uses_anomalies``)."""
+        """Learn from the training set (normal images, plus anomalous ones if ``uses_anomalies``); set ``fitted``."""
 
     @abstractmethod
     def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

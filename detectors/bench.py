@@ -1,0 +1,150 @@
+"""The benchmark harness: fit detectors on a category, score its test set, write metrics and overlays.
+
+Model-independent: it only uses the ``Detector`` interface, so every registered detector can be
+benchmarked. Output directory: ``results.json``, ``results.md``, ``models/<detector>/`` (fitted
+models) and ``overlays/<detector>_<n>.png`` (image | ground-truth outline | heatmap).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from detectors.base import Detector, create_detector
+from detectors.data import TrainingSet
+from detectors.metrics import evaluate
+from synth.data import Category
+from synth.errors import SynthError
+
+METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",
+                  "pixel_ap": "pixel AP", "image_f1_max": "image F1-max"}
+OUTLINE = (0, 255, 0)  # ground-truth outline colour (RGB)
+
+
+@dataclass
+class TestSet:
+    """A category's test images (N, H, W, 3), masks (N, H, W) {0, 255}, labels (N,) and defect names."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    defects: list[str]
+
+    @classmethod
+    def from_category(cls, category: Category, size: int) -> "TestSet":
+        if not category.test:
+            raise SynthError(f"category {category.name!r} has no test images")
+        loaded = [item.load(size) for item in category.test]
+        return cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
+                   np.array([item.label for item in category.test]), [item.defect for item in category.test])
+
+
+@dataclass
+class Result:
+    """Metrics and timings of one detector on one test set."""
+
+    detector: str
+    metrics: dict[str, float]
+    fit_seconds: float | None  # None when a saved model was only scored
+    score_seconds: float
+    images_per_second: float
+    train_images: int
+    train_anomalies: int
+    config: dict[str, Any]
+
+
+def fit_detector(detector: Detector, data: TrainingSet) -> float:
+    """Fit, record the training image size in the config, and return the wall time in seconds."""
+    start = time.perf_counter()
+    detector.fit(data)
+    detector.config.size = data.size
+    return time.perf_counter() - start
+
+
+def score_test_set(detector: Detector, test: TestSet) -> tuple[dict[str, float], np.ndarray, float]:
+    """Metrics, anomaly maps and the scoring wall time of ``detector`` on ``test``."""
+    start = time.perf_counter()
+    scores, maps = detector.score(test.images)
+    seconds = time.perf_counter() - start
+    return evaluate(test.labels, scores, test.masks, maps), maps, seconds
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Three panels side by side: the image, the image with the ground truth outlined, the heatmap blend."""
+    outlined = image.copy()
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(outlined, contours, -1, OUTLINE, 1)
+    level = np.clip((anomaly_map - low) / max(high - low, 1e-12), 0, 1)
+    heat = cv2.cvtColor(cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    blend = cv2.addWeighted(image, 0.5, heat, 0.5, 0)
+    cv2.drawContours(blend, contours, -1, OUTLINE, 1)
+    return np.concatenate([image, outlined, blend], axis=1)
+
+
+def overlay_indices(test: TestSet, count: int) -> list[int]:
+    """The first anomalous image of each defect type, more anomalous ones spread over the rest, one normal image."""
+    anomalous = [i for i, label in enumerate(test.labels) if label]
+    firsts = sorted({test.defects[i]: i for i in reversed(anomalous)}.values())
+    spread = [i for i in anomalous[::max(1, len(anomalous) // max(count, 1))] if i not in firsts]
+    normal = [i for i, label in enumerate(test.labels) if not label][:1]
+    return sorted((firsts + spread)[:max(count - len(normal), 0)] + normal)[:count]
+
+
+def write_overlays(directory: Path, name: str, test: TestSet, maps: np.ndarray, count: int) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    low, high = float(maps.min()), float(maps.max())
+    paths = []
+    for index in overlay_indices(test, count):
+        path = directory / f"{name}_{index:03d}_{test.defects[index]}.png"
+        panel = overlay(test.images[index], test.masks[index], maps[index], low, high)
+        cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+        paths.append(str(path))
+    return paths
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+    header = ["detector", *METRIC_COLUMNS.values(), "fit (s)", "score (img/s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in results:
+        cells = [result.detector, *(f"{result.metrics[key]:.4f}" for key in METRIC_COLUMNS),
+                 "—" if result.fit_seconds is None else f"{result.fit_seconds:.1f}", f"{result.images_per_second:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(category: Category, names: Sequence[str], out: str | Path, train: TrainingSet,
+              settings: dict[str, dict[str, Any]] | None = None, paper: bool = False,
+              overlays: int = 4, overwrite: bool = False) -> list[Result]:
+    """Fit and evaluate each detector in ``names`` on ``category``; write results under ``out``."""
+    out = Path(out)
+    if (out / "results.json").exists() and not overwrite:
+        raise SynthError(f"{out} already holds results; pass --overwrite to replace them")
+    detectors = [create_detector(name, paper, **(settings or {}).get(name, {})) for name in names]
+    test = TestSet.from_category(category, train.size)
+    normal_only = TrainingSet(train.normal)
+    results = []
+    for detector in detectors:
+        data = train if detector.uses_anomalies else normal_only
+        fit_seconds = fit_detector(detector, data)
+        detector.save(out / "models" / detector.name, overwrite=overwrite)
+        metrics, maps, score_seconds = score_test_set(detector, test)
+        write_overlays(out / "overlays", detector.name, test, maps, overlays)
+        results.append(Result(detector.name, metrics, fit_seconds, score_seconds, len(test.images) / score_seconds,
+                              len(data.normal), len(data.anomalous), asdict(detector.config)))
+    write_results(out, category, results)
+    return results
+
+
+def write_results(out: Path, category: Category, results: Sequence[Result]) -> None:
+    document = {"category": category.name, "data": str(category.root) if category.root else None,
+                "torch_threads": torch.get_num_threads(), "results": [asdict(result) for result in results]}
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    title = f"# {category.name} ({category.root or 'built-in'})\n\n"
+    (out / "results.md").write_text(title + markdown_table(results))

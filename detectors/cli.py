@@ -1,0 +1,155 @@
+"""The ``detectors`` command: fit, eval and bench anomaly detectors (parsing only; the work is elsewhere)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import torch
+
+from detectors.backbones import BACKBONES
+from detectors.base import DETECTORS, create_detector, load_detector
+from detectors.bench import (METRIC_COLUMNS, Result, TestSet, fit_detector, markdown_table, run_bench,
+                             score_test_set, write_overlays)
+from detectors.data import TrainingSet, training_set
+from synth.data import Category, load_category
+from synth.cli import run_command_line
+from synth.errors import SynthError
+
+DEFAULT_ANOMALY_FRACTION = 0.25
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs -> settings; values are read as JSON when they parse (numbers, lists), else as text."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SynthError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
+
+
+def data_options(command):
+    """Options shared by fit and bench: where the category and the synthetic anomalies come from."""
+    for option in reversed([
+        click.option("--data", "root", type=click.Path(path_type=Path), default=None,
+                     help="Dataset root (MVTec AD, MPDD, BTAD, VisA or folder); built-in categories without it."),
+        click.option("--category", required=True, help="Category name."),
+        click.option("--size", type=click.IntRange(32), default=256, show_default=True, help="Image side in pixels."),
+        click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
+                     help="Feature backbone (default: each detector's default, efficientnet-lite0)."),
+        click.option("--weights", type=click.Path(path_type=Path), default=None,
+                     help="Backbone weights file (torchvision backbones)."),
+        click.option("--anomalies", multiple=True, help="Synth dataset directory or Hub id (repeatable)."),
+        click.option("--anomaly-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help=f"Share of each batch drawn from --anomalies (default {DEFAULT_ANOMALY_FRACTION} when given)."),
+        click.option("--max-anomalies", type=click.IntRange(1), default=None, help="Read at most this many per dataset."),
+        click.option("--paper", is_flag=True, help="Use the paper's settings instead of the CPU-scaled defaults."),
+        click.option("--overwrite", is_flag=True, help="Replace existing output."),
+    ]):
+        command = option(command)
+    return command
+
+
+def common_settings(backbone: str | None, weights: Path | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"backbone": backbone} if backbone else {}
+    return {**settings, "backbone_weights": str(weights)} if weights else settings
+
+
+def load_training(category: Category, anomalies: Sequence[str], anomaly_fraction: float | None,
+                  max_anomalies: int | None) -> TrainingSet:
+    fraction = anomaly_fraction if anomaly_fraction is not None else (DEFAULT_ANOMALY_FRACTION if anomalies else 0.0)
+    return training_set(category, anomalies, fraction, max_anomalies)
+
+
+@click.group()
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's choice).")
+def cli(threads: int | None) -> None:
+    """Fit, evaluate and benchmark anomaly detectors on real categories and synth datasets."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+@cli.command()
+@click.option("--detector", "name", type=click.Choice(sorted(DETECTORS)), required=True)
+@data_options
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="A detector setting (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the fitted model.")
+def fit(name, root, category, size, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
+        overwrite, pairs, out) -> None:
+    """Fit one detector on a category's normal images (and synthetic anomalies) and save it."""
+    detector = create_detector(name, paper, **{**common_settings(backbone, weights), **parse_settings(pairs)})
+    if (out / "config.json").exists() and not overwrite:
+        raise SynthError(f"{out} already holds a model; pass --overwrite to replace it")
+    data = load_training(load_category(root, category, size=size), anomalies, anomaly_fraction, max_anomalies)
+    seconds = fit_detector(detector, data)
+    detector.save(out, overwrite=overwrite)
+    click.echo(f"fitted {name} on {len(data.normal)} normal + {len(data.anomalous)} synthetic images "
+               f"in {seconds:.1f} s -> {out}")
+
+
+@cli.command("eval")
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="Directory written by `detectors fit`.")
+@click.option("--data", "root", type=click.Path(path_type=Path), default=None, help="Dataset root.")
+@click.option("--category", required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for metrics JSON and overlays.")
+@click.option("--overlays", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--overwrite", is_flag=True)
+def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
+    """Score a category's test set with a fitted model and print the metrics."""
+    detector = load_detector(model)
+    size = detector.config.size or 256
+    test = TestSet.from_category(load_category(root, category, size=size), size)
+    metrics, maps, seconds = score_test_set(detector, test)
+    result = Result(detector.name, metrics, None, seconds, len(test.images) / seconds, 0, 0, asdict(detector.config))
+    click.echo(markdown_table([result]), nl=False)
+    if out:
+        if (out / "metrics.json").exists() and not overwrite:
+            raise SynthError(f"{out} already holds metrics; pass --overwrite to replace them")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"model": str(model), "category": category, "size": size,
+                                                      "score_seconds": seconds, **metrics}, indent=2) + "\n")
+        write_overlays(out / "overlays", detector.name, test, maps, overlays)
+
+
+@cli.command()
+@click.option("--detectors", "names", default="patchcore,simplenet", show_default=True,
+              help="Comma-separated detector names.")
+@data_options
+@click.option("--set", "pairs", multiple=True, metavar="DETECTOR.KEY=VALUE", help="A detector setting (repeatable).")
+@click.option("--overlays", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Results directory.")
+def bench(names, root, category, size, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
+          overwrite, pairs, overlays, out) -> None:
+    """Fit and evaluate several detectors on one category; write results.json, results.md and overlays."""
+    names = [name.strip() for name in names.split(",") if name.strip()]
+    for name in names:
+        if name not in DETECTORS:
+            raise SynthError(f"unknown detector {name!r}; choose from {', '.join(sorted(DETECTORS))}")
+    settings = {name: common_settings(backbone, weights) for name in names}
+    for key, value in parse_settings(pairs).items():
+        name, _, field = key.partition(".")
+        if name not in settings or not field:
+            raise SynthError(f"--set {key}: expected DETECTOR.KEY with DETECTOR one of {', '.join(names)}")
+        settings[name][field] = value
+    category_data = load_category(root, category, size=size)
+    train = load_training(category_data, anomalies, anomaly_fraction, max_anomalies)
+    results = run_bench(category_data, names, out, train, settings, paper, overlays, overwrite)
+    click.echo(markdown_table(results), nl=False)
+    click.echo(f"results in {out} ({', '.join(METRIC_COLUMNS.values())}, wall times, overlays)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `detectors` entry point: bad input ends with one line on stderr and exit status 2."""
+    run_command_line(cli, argv, "detectors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Detectors trained with synthetic anomalies (RealNet, PRN): shared data handling and training loop.
+
+* ``normal_counterparts``: the normal image each synthetic anomaly was made from. Generators change
+  pixels inside the mask only, so the source is the normal image that equals the anomaly outside
+  its (dilated) mask; matching small thumbnails needs neither the shard's ``source`` column nor the
+  shard size to equal the detector's.
+* ``SyntheticDetector.fit``: holds out synthetic rows (``val_fraction``) for checkpoint selection
+  (never the real test set), caches the frozen backbone features once (no augmentation is used,
+  as in both reference setups) and runs the epochs; each subclass supplies its network and loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detectors.backbones import Backbone
+from detectors.base import Detector, DetectorConfig
+from detectors.data import TrainingSet
+from detectors.metrics import image_auroc, pixel_ap
+from synth.errors import SynthError
+
+THUMBNAIL = 32  # side of the thumbnails compared when matching anomalies to their normal image
+MAX_MEAN_DIFFERENCE = 8.0  # grey levels; a larger difference outside the mask means "not from this category"
+MAX_VALIDATION_ROWS = 64
+
+
+@dataclass
+class SyntheticConfig(DetectorConfig):
+    """Settings of the shared training loop."""
+
+    epochs: int = 20  # one epoch: every normal image once, each batch topped up with anomalies
+    lr: float = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
+    anomaly_fraction: float = 0.5  # share of anomalies in a batch (both references: half the batch)
+    val_fraction: float = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
+    val_every: int = 5  # epochs between validations (RealNet's val_freq_epoch)
+
+
+@dataclass
+class FeatureCache:
+    """Frozen backbone features (float16, per tap) of the normal images and of the synthetic anomalies."""
+
+    normal: list[torch.Tensor]
+    anomalous: list[torch.Tensor]
+
+    def batch(self, normal: Sequence[int], anomalous: Sequence[int]) -> list[torch.Tensor]:
+        """Features of normal images ``normal`` followed by anomalies ``anomalous``, as float32."""
+        normal_index, anomalous_index = torch.as_tensor(normal, dtype=torch.long), torch.as_tensor(anomalous, dtype=torch.long)
+        return [torch.cat([n[normal_index], a[anomalous_index]]).float() for n, a in zip(self.normal, self.anomalous)]
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def normal_counterparts(data: TrainingSet) -> np.ndarray:
+    """Index into ``data.normal`` of the image each anomaly was generated from (equal outside its mask)."""
+    normal = np.stack([_thumbnail(image) for image in data.normal])  # (N, t, t, 3)
+    sources = np.empty(len(data.anomalous), dtype=np.int64)
+    kernel = np.ones((5, 5), np.uint8)
+    for index, (image, mask) in enumerate(data.anomalous):
+        # Dilate so that thumbnail pixels touched by the anomaly are left out of the comparison.
+        outside = cv2.resize(cv2.dilate(mask, kernel, iterations=2), (THUMBNAIL, THUMBNAIL),
+                             interpolation=cv2.INTER_AREA) == 0
+        if not outside.any():
+            outside[:] = True
+        difference = np.abs(normal - _thumbnail(image)[None])[:, outside].mean(axis=(1, 2))
+        best = int(np.argmin(difference))
+        if difference[best] > MAX_MEAN_DIFFERENCE:
+            raise SynthError(f"synthetic anomaly {index} matches no normal image of this category outside its "
+                             f"mask (mean difference {difference[best]:.1f}); were the shards made from it?")
+        sources[index] = best
+    return sources
+
+
+def split_rows(count: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) row indices; ``fraction`` of the rows (at most 64) are held out, none if too few."""
+    held = min(MAX_VALIDATION_ROWS, int(round(count * fraction)))
+    if held < 2 or held >= count:
+        return np.arange(count), np.zeros(0, np.int64)
+    order = rng.permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def validation_score(scores: np.ndarray, maps: np.ndarray, masks: np.ndarray) -> float:
+    """Mean of image AUROC and pixel AP; images whose mask is empty count as normal."""
+    labels = masks.reshape(len(masks), -1).any(axis=1)
+    return 0.5 * (image_auroc(labels, scores) + pixel_ap(masks, maps))
+
+
+def cache_features(backbone: Backbone, images: Sequence[np.ndarray], strides: Sequence[int], batch_size: int,
+                   select: dict[int, torch.Tensor] | None = None, desc: str = "features") -> list[torch.Tensor]:
+    """Backbone features (float16) at ``strides`` of ``images``, optionally only the channels ``select[stride]``."""
+    parts: list[list[torch.Tensor]] = [[] for _ in strides]
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, mininterval=2):
+        features = backbone(np.stack(images[start:start + batch_size]), strides)
+        for part, stride, feature in zip(parts, strides, features):
+            part.append((feature[:, select[stride]] if select else feature).half())
+    return [torch.cat(part) for part in parts]
+
+
+class SyntheticDetector(Detector):
+    """A detector whose network learns from normal images and masked synthetic anomalies.
+
+    Subclasses build their network in ``__init__``, list its modules in ``networks``, and implement
+    ``prepare`` (anything computed once from the data: channel selection, prototypes), ``loss``
+    (one batch) and ``_score``.
+    """
+
+    uses_anomalies = True
+    config: SyntheticConfig
+    strides: tuple[int, ...]
+    backbone: Backbone
+
+    @abstractmethod
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trainable modules by name (their state dicts are saved under ``name.``)."""
+
+    @abstractmethod
+    def prepare(self, data: TrainingSet, sources: np.ndarray) -> dict[int, torch.Tensor] | None:
+        """One-off work before training; may return the channels to cache per stride."""
+
+    @abstractmethod
+    def loss(self, features: list[torch.Tensor], targets: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+        """Loss of a batch: features of the (possibly anomalous) inputs, of their normal sources, masks (B, 1, H, W)."""
+
+    def fit(self, data: TrainingSet) -> None:
+        config = self.config
+        if not data.anomalous:
+            raise SynthError(f"{self.name} learns from synthetic anomalies; pass at least one synth dataset (--anomalies DIR)")
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        sources = normal_counterparts(data)
+        kept, held = split_rows(len(data.anomalous), config.val_fraction, rng)
+        select = self.prepare(dataclasses.replace(data, anomalous=[data.anomalous[i] for i in kept]), sources[kept])
+        cache = FeatureCache(cache_features(self.backbone, data.normal, self.strides, config.batch_size, select, "normal features"),
+                             cache_features(self.backbone, [data.anomalous[i][0] for i in kept], self.strides,
+                                            config.batch_size, select, "anomaly features"))
+        train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
+        parameters = [p for module in self.networks().values() for p in module.parameters()]
+        optimizer = self.optimizer(parameters)
+        best, best_state = -np.inf, None
+        with tqdm(total=config.epochs * train.num_batches(config.batch_size), desc=self.name, mininterval=2) as bar:
+            for epoch in range(config.epochs):
+                self._train_mode(True)
+                for batch in train.batches(config.batch_size, rng):
+                    features = cache.batch(batch.normal, batch.anomalous)
+                    targets = cache.batch(np.concatenate([batch.normal, sources[kept][batch.anomalous]]), [])
+                    masks = np.concatenate([np.zeros((len(batch.normal), data.size, data.size), np.uint8),
+                                            train.anomalous_images(batch.anomalous)[1]])
+                    loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                    bar.update()
+                last = epoch + 1 == config.epochs
+                if len(held) and ((epoch + 1) % config.val_every == 0 or last):
+                    score = self._validate(data, held, sources)
+                    if score > best:
+                        best, best_state = score, {k: v.clone() for k, v in self.state_tensors().items()}
+                    bar.write(f"{self.name} epoch {epoch + 1}: synthetic validation {score:.4f} (best {best:.4f})")
+        if best_state is not None:
+            self.load_state_tensors(best_state)
+        self._train_mode(False)
+        self.fitted = True
+
+    def optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=self.config.lr)
+
+    def _validate(self, data: TrainingSet, held: np.ndarray, sources: np.ndarray) -> float:
+        """Score the held-out anomalies and their normal sources (empty masks)."""
+        self._train_mode(False)
+        images = np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held])
+        masks = np.stack([data.anomalous[i][1] for i in held] + [np.zeros_like(data.anomalous[i][1]) for i in held])
+        with torch.no_grad():
+            results = [self._score(images[s:s + self.config.batch_size]) for s in range(0, len(images), self.config.batch_size)]
+        self._train_mode(True)
+        return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
+
+    def _train_mode(self, mode: bool) -> None:
+        for module in self.networks().values():
+            module.train(mode)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{key}": value for name, module in self.networks().items()
+                for key, value in module.state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, module in self.networks().items():
+            prefix = f"{name}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as error:
+                raise SynthError(f"saved {self.name} weights do not fit this config: {str(error).splitlines()[0]}") from None
+        self._train_mode(False)

@@ -1,0 +1,81 @@
+"""Detector metrics against scikit-learn and against small cases worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from detectors.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
+from synth.errors import SynthError
+
+
+def test_image_auroc_by_hand_and_against_sklearn():
+    # Pairs (anomalous > normal): 0.35 beats 0.1 only, 0.8 beats both -> 3 of 4.
+    assert image_auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 200), rng.normal(size=200)
+    assert image_auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_image_f1_max_by_hand():
+    # Thresholds 0.9 / 0.8 / 0.1 give F1 2/3, 1/2 and 0.8 (precision 2/3, recall 1).
+    assert image_f1_max(np.array([1, 0, 1]), np.array([0.9, 0.8, 0.1])) == pytest.approx(0.8)
+    assert image_f1_max(np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3])) == pytest.approx(1.0)
+
+
+def test_pixel_metrics_against_sklearn():
+    rng = np.random.default_rng(1)
+    masks = np.zeros((3, 16, 16), np.uint8)
+    masks[0, 2:6, 2:6] = 255
+    masks[2, 10:14, 3:9] = 255
+    maps = rng.random((3, 16, 16)) + (masks > 0) * 0.5
+    labels = masks.ravel() > 0
+    assert pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(labels, maps.ravel()))
+    assert pixel_ap(masks, maps) == pytest.approx(average_precision_score(labels, maps.ravel()))
+
+
+def _hand_case() -> tuple[np.ndarray, np.ndarray]:
+    # One row of 10 pixels: regions A = pixels 0-1 and B = pixels 8-9 (not touching), 6 normal pixels.
+    mask = np.array([[[1, 1, 0, 0, 0, 0, 0, 0, 1, 1]]], np.uint8) * 255
+    scores = np.array([[[1.0, 1.0, 0.9, 0.3, 0.2, 0.05, 0.04, 0.03, 0.5, 0.1]]])
+    return mask, scores
+
+
+def test_aupro_by_hand():
+    masks, maps = _hand_case()
+    # Threshold 1.0: PRO (1 + 0) / 2 = 0.5 at FPR 0; 0.9: FPR 1/6; 0.5: PRO 0.75; 0.3: FPR 2/6 > 0.3.
+    # Area up to 0.3 = 0.5 * 1/6 + 0.75 * (0.3 - 1/6); normalised by 0.3.
+    expected = (0.5 / 6 + 0.75 * (0.3 - 1 / 6)) / 0.3
+    assert aupro(masks, maps) == pytest.approx(expected)
+    fpr, pro = pro_curve(masks, maps)
+    assert fpr[0] == 0 and pro[0] == 0 and fpr[-1] == pytest.approx(1) and pro[-1] == pytest.approx(1)
+
+
+def test_aupro_averages_regions_not_pixels():
+    # A large region found and a small one missed: PRO counts each region once (0.5), pixel recall would be ~0.9.
+    masks = np.zeros((1, 20, 20), np.uint8)
+    masks[0, :, :9] = 255
+    masks[0, 0, 19] = 255
+    maps = (masks > 0).astype(float)
+    maps[0, 0, 19] = 0.0
+    maps[0, 10:, 15] = 0.5  # some normal pixels above the missed one
+    fpr, pro = pro_curve(masks, maps)
+    assert pro[fpr <= 0.01].max() == pytest.approx(0.5)
+    assert aupro(np.where(maps > 0.9, 255, 0), maps) == pytest.approx(1.0)
+
+
+def test_metrics_need_both_classes():
+    with pytest.raises(SynthError):
+        image_auroc(np.ones(4), np.arange(4))
+    with pytest.raises(SynthError):
+        aupro(np.zeros((1, 4, 4)), np.ones((1, 4, 4)))
+
+
+def test_evaluate_reports_every_metric():
+    masks, maps = _hand_case()
+    masks = np.concatenate([masks, np.zeros_like(masks)])
+    maps = np.concatenate([maps, maps * 0.1])
+    result = evaluate(np.array([1, 0]), maps.reshape(2, -1).max(1), masks, maps)
+    assert set(result) == {"image_auroc", "image_f1_max", "pixel_auroc", "pixel_ap", "aupro_0.3"}
+    assert result["image_auroc"] == 1.0 and result["image_f1_max"] == 1.0
