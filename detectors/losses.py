@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 
-def binary_focal_loss(logits: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5, gamma: float = 4.0) -> torch.Tensor:
+def binary_focal_loss(logits: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5,
+                      gamma: float = 4.0) -> torch.Tensor:
     """Mean focal loss -alpha_t (1 - p_t)^gamma log p_t of one-logit maps against {0, 1} masks.
 
     alpha weighs the anomalous class and 1 - alpha the normal one (equal at PRN's alpha = 0.5).

@@ -20,8 +20,9 @@ Departures (also in docs/detectors.md):
   fusion's strided convolutions use groups = gcd(in, out) since these widths are not multiples.
 * CPU-scaled defaults: 1 multi-size attention layer per scale (official 3), batch 16 (48), 20
   epochs (700), lr 1e-3 (1e-4), the output head convolved at stride 4 and its logits upsampled
-  (official: upsampled features convolved at the image size); ``paper_config`` restores them. Checkpoints are selected on held-out synthetic rows
-  (the re-implementation validates on the test set).
+  (official: upsampled features convolved at the image size); ``paper_config`` restores them.
+* Checkpoints are selected on held-out synthetic rows (the re-implementation validates on the
+  test set).
 * The network depends on the image size (attention over whole-map patches); it is built on the
   first ``fit`` and rebuilt from the saved prototypes on load.
 """
@@ -244,7 +245,8 @@ class PRN(SyntheticDetector):
 
     def prepare(self, data: TrainingSet, sources: np.ndarray) -> None:
         """K-means prototypes of the normal feature maps at the three finer scales."""
-        features = cache_features(self.backbone, data.normal, RESIDUAL_STRIDES, self.config.batch_size, desc="prn prototypes")
+        features = cache_features(self.backbone, data.normal, RESIDUAL_STRIDES, self.config.batch_size,
+                                  desc="prn prototypes")
         count = max(1, int(len(data.normal) * self.config.prototype_ratio))
         prototypes = []
         for feature in features:
@@ -258,8 +260,8 @@ class PRN(SyntheticDetector):
 
     def loss(self, features: list[torch.Tensor], targets: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
         logits = self.network(features)
-        return (F.smooth_l1_loss(torch.sigmoid(logits), masks)
-                + self.config.focal_weight * binary_focal_loss(logits, masks, self.config.focal_alpha, self.config.focal_gamma))
+        focal = binary_focal_loss(logits, masks, self.config.focal_alpha, self.config.focal_gamma)
+        return F.smooth_l1_loss(torch.sigmoid(logits), masks) + self.config.focal_weight * focal
 
     def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps = torch.sigmoid(self.networks()["network"](self.backbone(images, self.strides)))[:, 0]

@@ -24,9 +24,9 @@ Defaults and departures (also in docs/detectors.md):
   on the two coarser levels and in the middle, GroupNorm) called with a constant timestep; the
   official network has no time input and zero-initialises its output convolution.
 * CPU-scaled defaults: 1 residual block per level (official 2), discriminator width 32 (official
-  128), AFS on 128 anomalies (official 64 batches x 16), 20 epochs (official 1000); one epoch here
-  is every normal image once plus as many anomalies (official: each image turns anomalous with
-  probability 0.5). ``paper_config`` restores the official values.
+  128), AFS on 128 anomalies (official 64 batches x 16), 20 epochs and lr 1e-3 (official 1000 and
+  1e-4); one epoch here is every normal image once plus as many anomalies (official: each image
+  turns anomalous with probability 0.5). ``paper_config`` restores the official values.
 * Checkpoints are selected on held-out synthetic rows (the official code validates on the test set).
 * Training anomalies come pre-generated from synth shards; the normal source of each is found by
   ``normal_counterparts``.

@@ -52,8 +52,8 @@ class FeatureCache:
 
     def batch(self, normal: Sequence[int], anomalous: Sequence[int]) -> list[torch.Tensor]:
         """Features of normal images ``normal`` followed by anomalies ``anomalous``, as float32."""
-        normal_index, anomalous_index = torch.as_tensor(normal, dtype=torch.long), torch.as_tensor(anomalous, dtype=torch.long)
-        return [torch.cat([n[normal_index], a[anomalous_index]]).float() for n, a in zip(self.normal, self.anomalous)]
+        rows = torch.as_tensor(normal, dtype=torch.long), torch.as_tensor(anomalous, dtype=torch.long)
+        return [torch.cat([n[rows[0]], a[rows[1]]]).float() for n, a in zip(self.normal, self.anomalous)]
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:
@@ -134,15 +134,17 @@ class SyntheticDetector(Detector):
     def fit(self, data: TrainingSet) -> None:
         config = self.config
         if not data.anomalous:
-            raise SynthError(f"{self.name} learns from synthetic anomalies; pass at least one synth dataset (--anomalies DIR)")
+            raise SynthError(f"{self.name} learns from synthetic anomalies; "
+                             "pass at least one synth dataset (--anomalies DIR)")
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         sources = normal_counterparts(data)
         kept, held = split_rows(len(data.anomalous), config.val_fraction, rng)
         select = self.prepare(dataclasses.replace(data, anomalous=[data.anomalous[i] for i in kept]), sources[kept])
-        cache = FeatureCache(cache_features(self.backbone, data.normal, self.strides, config.batch_size, select, "normal features"),
-                             cache_features(self.backbone, [data.anomalous[i][0] for i in kept], self.strides,
-                                            config.batch_size, select, "anomaly features"))
+        cache = FeatureCache(
+            cache_features(self.backbone, data.normal, self.strides, config.batch_size, select, "normal features"),
+            cache_features(self.backbone, [data.anomalous[i][0] for i in kept], self.strides, config.batch_size,
+                           select, "anomaly features"))
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
         parameters = [p for module in self.networks().values() for p in module.parameters()]
         optimizer = self.optimizer(parameters)
@@ -181,7 +183,8 @@ class SyntheticDetector(Detector):
         images = np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held])
         masks = np.stack([data.anomalous[i][1] for i in held] + [np.zeros_like(data.anomalous[i][1]) for i in held])
         with torch.no_grad():
-            results = [self._score(images[s:s + self.config.batch_size]) for s in range(0, len(images), self.config.batch_size)]
+            step = self.config.batch_size
+            results = [self._score(images[s:s + step]) for s in range(0, len(images), step)]
         self._train_mode(True)
         return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
 
@@ -200,5 +203,6 @@ class SyntheticDetector(Detector):
             try:
                 module.load_state_dict(state)
             except RuntimeError as error:
-                raise SynthError(f"saved {self.name} weights do not fit this config: {str(error).splitlines()[0]}") from None
+                raise SynthError(f"saved {self.name} weights do not fit this config: "
+                                 f"{str(error).splitlines()[0]}") from None
         self._train_mode(False)
