@@ -74,7 +74,10 @@ class SDASSampler:
         batch = x.shape[0]
         if len(generators) != batch:
             raise SynthError(f"need one generator per image: {len(generators)} for {batch} images")
-        strengths = torch.as_tensor(strengths, dtype=torch.float32).expand(batch).to(self.device)
+        strengths = torch.as_tensor(strengths, dtype=torch.float32)
+        if strengths.numel() not in (1, batch):
+            raise SynthError(f"need one strength per image or one for all: {strengths.numel()} for {batch} images")
+        strengths = strengths.reshape(-1).expand(batch).to(self.device)
         if class_labels is not None:
             class_labels = torch.as_tensor(class_labels, dtype=torch.long).expand(batch).to(self.device)
         positions = range(len(self.schedule) - 1, -1, -1)
