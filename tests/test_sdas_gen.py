@@ -124,3 +124,16 @@ def test_accelerate_launch_two_cpu_processes_same_bytes(micro_model, tmp_path, c
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("wrote 7 samples") == 1
     assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
+
+
+def test_bundled_demo_model_loads_and_samples():
+    from synth.diffusion.model import load_model
+    from synth.diffusion.models import bundled_models
+    from synth.diffusion.sampler import SDASSampler, image_generators
+
+    directory = find_model("brick")
+    assert directory == bundled_models()["brick"]
+    unet, config = load_model(directory)
+    assert config.preset == "tiny" and config.size == 64 and config.steps > 0
+    images = SDASSampler(unet, 2).sample(1, torch.zeros(1), image_generators(0, [0]))
+    assert images.shape == (1, 3, 64, 64) and images.abs().max() <= 1.0 and images.std() > 0.05
