@@ -20,6 +20,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,9 +78,11 @@ def generate(run: Runner, work: Path, category: str, generator: str, size: int, 
                "-g", generator, *GENERATORS[generator], "-n", str(count), "--seed", "0", "--out", str(out)]
     if generator == "sdas" and model:
         command += ["--model", model]
-    if out.exists():
+    resumed = out.exists()
+    if resumed:
         command.append("--resume")
     failed = out.parent / f"{out.name}.error"  # why the last attempt failed, for --collect-only
+    started = time.perf_counter()
     error = run(command)
     if run.collect_only:
         return out, failed.read_text() if failed.exists() else error
@@ -87,7 +90,19 @@ def generate(run: Runner, work: Path, category: str, generator: str, size: int, 
         failed.write_text(error)
     else:
         failed.unlink(missing_ok=True)
+        if not resumed:  # a resumed run's time would be only its last part
+            generation_seconds(out).write_text(f"{time.perf_counter() - started:.1f}\n")
     return out, error
+
+
+def generation_seconds(shards: Path) -> Path:
+    """Where the wall time of ``synth gen`` for ``shards`` is kept."""
+    return shards.parent / f"{shards.name}.seconds"
+
+
+def read_generation_seconds(shards: Path) -> float | None:
+    path = generation_seconds(shards)
+    return float(path.read_text()) if path.exists() else None
 
 
 def detector_settings(detector: str, normal_images: int) -> list[str]:
@@ -131,7 +146,7 @@ def cell(result: dict | None) -> str:
     return f"{result['metrics']['image_auroc']:.3f} / {result['metrics']['pixel_auroc']:.3f}"
 
 
-def markdown(results: dict, missing: dict, commands: list[str], size: int, count: int) -> str:
+def markdown(results: dict, missing: dict, generation: dict, commands: list[str], size: int, count: int) -> str:
     """The docs section: per-category pivot tables (image / pixel AUROC), the full table, notes."""
     generators = list(GENERATORS)
     done = [result for by_detector in results.values() for result in by_detector.values()]
@@ -141,7 +156,7 @@ def markdown(results: dict, missing: dict, commands: list[str], size: int, count
              f"Real test sets; detectors trained on {count} synthetic anomalies per generator at {size} x {size} px "
              f"with {threads} torch thread(s) per run and CPU-scaled training ({STEPS['realnet']} RealNet steps, "
              f"{STEPS['prn']} PRN steps, rounded to whole epochs; SimpleNet {SIMPLENET['meta_epochs']} x 4 epochs; "
-             "checkpoints chosen on held-out synthetic rows). Fit + scoring time of the results below: "
+             "checkpoints chosen on held-out synthetic rows). Fit + scoring wall time of the results below: "
              f"{seconds / 60:.0f} min on a shared 2-core machine. Cells: image AUROC / pixel AUROC. Produced by "
              "`python benchmarks/matrix.py --work DIR --threads N` (one driver per category may run side by side "
              "with `--categories`; `--collect-only` rewrites this section from the results), which runs:", "", "```"]
@@ -159,11 +174,18 @@ def markdown(results: dict, missing: dict, commands: list[str], size: int, count
             lines += ["Missing: " + "; ".join(absent) + ".", ""]
         lines += [f"![matrix {category}](img/matrix_{category}.png)", ""]
     lines += ["All metrics:", "", "| category | generator | detector | " + " | ".join(t for _, t in METRICS)
-              + " | fit (s) |", "|---|---|---|" + "---|" * (len(METRICS) + 1)]
+              + " | fit (s) | score (s) |", "|---|---|---|" + "---|" * (len(METRICS) + 2)]
     for (category, generator), by_detector in results.items():
         for detector, result in by_detector.items():
             values = " | ".join(f"{result['metrics'][key]:.4f}" for key, _ in METRICS)
-            lines.append(f"| {category} | {generator} | {detector} | {values} | {result['fit_seconds']:.0f} |")
+            lines.append(f"| {category} | {generator} | {detector} | {values} | {result['fit_seconds']:.0f} | "
+                         f"{result['score_seconds']:.0f} |")
+    lines += ["", f"Wall time of `synth gen` for the {count} anomalies of each generator (s; – where the shards "
+              "were resumed or missing):", "", "| category | " + " | ".join(generators) + " |",
+              "|---|" + "---|" * len(generators)]
+    for category in DATASETS:
+        times = [generation.get((category, generator)) for generator in generators]
+        lines.append(f"| {category} | " + " | ".join("–" if t is None else f"{t:.0f}" for t in times) + " |")
     lines += ["", sdas_versus_dtd(results, missing), ""]
     return "\n".join(lines)
 
@@ -247,6 +269,7 @@ def main(work: Path, size: int, count: int, threads: int, sdas_models: tuple[str
     work.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict] = {}
     missing: dict[tuple[str, str], str] = {}
+    generation: dict[tuple[str, str], float] = {}
     commands: list[str] = []
     chosen = [name.strip() for name in categories.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(DATASETS))
@@ -260,6 +283,8 @@ def main(work: Path, size: int, count: int, threads: int, sdas_models: tuple[str
             results[(category, "patchcore")] = read_results(out)
         for generator in GENERATORS:
             shards, error = generate(run, work, category, generator, size, count, models.get(category))
+            if error is None and (seconds := read_generation_seconds(shards)) is not None:
+                generation[(category, generator)] = seconds
             if error is not None:
                 missing[(category, generator)] = error
                 click.echo(f"missing {category}/{generator}: {error}")
@@ -272,7 +297,7 @@ def main(work: Path, size: int, count: int, threads: int, sdas_models: tuple[str
                 click.echo(f"bench failed {category}/{generator}: {error}")
                 continue
             results[(category, generator)] = read_results(out)
-    section = markdown(results, missing, commands, size, count)
+    section = markdown(results, missing, generation, commands, size, count)
     click.echo(section)
     if docs:
         for category in DATASETS:
