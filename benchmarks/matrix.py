@@ -105,16 +105,17 @@ def read_generation_seconds(shards: Path) -> float | None:
     return float(path.read_text()) if path.exists() else None
 
 
-def detector_settings(detector: str, normal_images: int) -> list[str]:
-    """--set options that give ``detector`` its step budget on a category with ``normal_images``."""
+def detector_settings(detector: str, normal_images: int, steps: dict[str, int] = STEPS) -> list[str]:
+    """--set options that give ``detector`` its step budget (``steps``) on a category with ``normal_images``."""
     if detector == "simplenet":
         return [f"simplenet.{key}={value}" for key, value in SIMPLENET.items()]
-    epochs = max(1, round(STEPS[detector] / math.ceil(normal_images / NORMALS_PER_STEP)))
+    epochs = max(1, round(steps[detector] / math.ceil(normal_images / NORMALS_PER_STEP)))
     return [f"{detector}.epochs={epochs}", f"{detector}.val_every={max(1, epochs // VALIDATIONS)}"]
 
 
 def bench(run: Runner, work: Path, category: str, name: str, detectors: list[str], anomalies: Path | None,
-          size: int, threads: int, normal_images: int) -> tuple[Path, str | None, list[str]]:
+          size: int, threads: int, normal_images: int, steps: dict[str, int] = STEPS
+          ) -> tuple[Path, str | None, list[str]]:
     out = work / "bench" / f"{category}-{name}"
     command = [*DETECTORS_CLI, "--threads", str(threads), "bench", "--detectors", ",".join(detectors),
                "--data", str(DATASETS[category]), "--category", category, "--size", str(size), "--overlays", "0",
@@ -122,7 +123,7 @@ def bench(run: Runner, work: Path, category: str, name: str, detectors: list[str
     if anomalies:
         command += ["--anomalies", str(anomalies)]
     for detector in detectors:
-        for setting in detector_settings(detector, normal_images) if detector != "patchcore" else []:
+        for setting in detector_settings(detector, normal_images, steps) if detector != "patchcore" else []:
             command += ["--set", setting]
     if (out / "results.json").exists():
         return out, None, command
@@ -240,9 +241,9 @@ def plot(path: Path, category: str, results: dict) -> None:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this script's section of docs/benchmarks.md, leaving the others alone."""
+    """Replace (or append) the section of docs/benchmarks.md headed by ``section``'s first line."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(re.escape(section.splitlines()[0]) + r".*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip() + "\n", text)
     else:
