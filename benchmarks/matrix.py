@@ -72,7 +72,7 @@ class Runner:
 def generate(run: Runner, work: Path, category: str, generator: str, size: int, count: int,
              model: str | None) -> tuple[Path, str | None]:
     out = work / "shards" / f"{category}-{generator}"
-    if (out / "manifest.json").exists():
+    if shards_complete(out):
         return out, None
     command = [*SYNTH, "gen", "--data", str(DATASETS[category]), "--category", category, "--size", str(size),
                "-g", generator, *GENERATORS[generator], "-n", str(count), "--seed", "0", "--out", str(out)]
@@ -93,6 +93,12 @@ def generate(run: Runner, work: Path, category: str, generator: str, size: int, 
         if not resumed:  # a resumed run's time would be only its last part
             generation_seconds(out).write_text(f"{time.perf_counter() - started:.1f}\n")
     return out, error
+
+
+def shards_complete(shards: Path) -> bool:
+    """Whether ``synth gen`` finished writing ``shards`` (an interrupted run leaves ``complete: false``)."""
+    manifest = shards / "manifest.json"
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
 
 
 def generation_seconds(shards: Path) -> Path:
