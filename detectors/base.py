@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from detectors.backbones import DEFAULT_BACKBONE
+from synth.backbones import DEFAULT_BACKBONE
 from detectors.data import TrainingSet
 from synth.errors import SynthError
 

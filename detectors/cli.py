@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import click
 import torch
 
-from detectors.backbones import BACKBONES
+from synth.backbones import BACKBONES
 from detectors.base import DETECTORS, create_detector, load_detector
 from detectors.bench import (METRIC_COLUMNS, Result, TestSet, fit_detector, markdown_table, run_bench,
                              score_test_set, write_overlays)

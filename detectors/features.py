@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from detectors.backbones import Backbone
+from synth.backbones import Backbone
 
 DEFAULT_STRIDES = (8, 16)  # the two middle scales (layer2 and layer3 of a ResNet)
 

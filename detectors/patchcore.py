@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detectors.backbones import create_backbone
+from synth.backbones import create_backbone
 from detectors.base import Detector, DetectorConfig, register
 from detectors.data import TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from detectors.backbones import STRIDES, create_backbone
+from synth.backbones import STRIDES, create_backbone
 from detectors.base import register
 from detectors.data import TrainingSet
 from detectors.losses import binary_focal_loss

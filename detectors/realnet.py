@@ -44,7 +44,7 @@ from diffusers import UNet2DModel
 from torch import nn
 from tqdm import tqdm
 
-from detectors.backbones import STRIDES, create_backbone
+from synth.backbones import STRIDES, create_backbone
 from detectors.base import register
 from detectors.data import TrainingSet
 from detectors.synthetic import SyntheticConfig, SyntheticDetector

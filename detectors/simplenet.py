@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from detectors.backbones import create_backbone
+from synth.backbones import create_backbone
 from detectors.base import Detector, DetectorConfig, register
 from detectors.data import Batch, TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features

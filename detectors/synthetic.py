@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detectors.backbones import Backbone
+from synth.backbones import Backbone
 from detectors.base import Detector, DetectorConfig
 from detectors.data import TrainingSet
 from detectors.metrics import image_auroc, pixel_ap

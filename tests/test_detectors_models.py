@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detectors import TrainingSet, create_detector, load_detector
-from detectors.backbones import create_backbone
+from synth.backbones import create_backbone
 from detectors.metrics import image_auroc, pixel_auroc
 from detectors.patchcore import PatchCore, greedy_coreset
 from synth.data import load_category

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from synth.data import DEFAULT_CATEGORY
+from synth.diffusion.losses import DEFAULT_LOSS, LOSSES
 from synth.diffusion.presets import PRESETS
 
 
@@ -37,13 +38,16 @@ def _command_line() -> str:
 @click.option("--sample-steps", type=int, default=50, show_default=True, help="Respaced steps of those samples.")
 @click.option("--hflip", is_flag=True, help="Random horizontal flips (off: many objects are not symmetric).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto = bf16 on a GPU that supports it, fp32 otherwise.")
+              help="auto = bf16 on a GPU with bf16 or a CPU with bf16 units (AMX / AVX512-BF16), else fp32.")
+@click.option("--loss", type=click.Choice(LOSSES), default=DEFAULT_LOSS, show_default=True,
+              help="offset: offset noise so the image mean is learned (colour casts); mean: an image-mean "
+                   "loss term; paper: RealNet's plain hybrid loss.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a different model or a finished run in OUT.")
 def train(data: Path | None, category: str, layout: str | None, preset: str, steps: int, out: Path,
           batch_size: int | None, lr: float | None, seed: int, checkpoint_every: int, sample_every: int,
-          sample_steps: int, hflip: bool, precision: str, threads: int | None, resume: bool,
+          sample_steps: int, hflip: bool, precision: str, loss: str, threads: int | None, resume: bool,
           overwrite: bool) -> None:
     """Train a DDPM on the normal images of a category (for the SDAS generator)."""
     import torch
@@ -57,5 +61,5 @@ def train(data: Path | None, category: str, layout: str | None, preset: str, ste
         out=out, category=category, preset=preset, steps=steps, data=data, layout=layout,
         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
         sample_every=sample_every, resume=resume, overwrite=overwrite, hflip=hflip, precision=precision,
-        sample_steps=sample_steps, command=_command_line()))
+        loss=loss, sample_steps=sample_steps, command=_command_line()))
     click.echo(f"model ({config.category}, {config.preset}, {config.steps} steps) saved in {out}")

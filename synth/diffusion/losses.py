@@ -1,4 +1,13 @@
-"""The hybrid objective of Improved DDPM: L_simple + λ·L_vlb with a stop-gradient on the mean."""
+"""The hybrid objective of Improved DDPM (L_simple + λ·L_vlb, stop-gradient on the mean) and the
+remedies that make a from-scratch model learn the image-wide mean of the noise.
+
+Remedies (``LOSSES``; see docs/diffusion.md "Colour casts and the training remedy"):
+- ``paper``: the plain hybrid loss of RealNet / Improved DDPM.
+- ``offset``: offset noise (training only): every training ε gets ``OFFSET_STRENGTH``·N(0, 1) added
+  per image and channel, so the image mean of the noise carries ~40x more of the loss at 64 px.
+- ``mean``: an extra term H·W·mean_c (mean_hw(ε̂) − mean_hw(ε))², weighted ``MEAN_WEIGHT``: the error
+  of the image-wide mean per channel, scaled to the variance of one pixel.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,13 @@ import math
 import torch
 
 from synth.diffusion.schedule import Schedule, p_mean_log_variance, q_posterior_mean
+from synth.errors import SynthError
 
 VLB_WEIGHT = 0.001  # λ of Improved DDPM
+LOSSES = ("offset", "paper", "mean")
+DEFAULT_LOSS = "offset"
+OFFSET_STRENGTH = 0.1  # offset noise: std of the per-image, per-channel constant added to ε
+MEAN_WEIGHT = 0.1  # weight of the image-mean term of the "mean" remedy
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
@@ -49,9 +63,31 @@ def vlb_terms(schedule: Schedule, model_output: torch.Tensor, x0: torch.Tensor, 
     return torch.where(index == 0, nll, kl)
 
 
+def training_noise(noise: torch.Tensor, loss: str, generator: torch.Generator) -> torch.Tensor:
+    """The ε used to noise x0: ``noise`` itself, or with the offset of the ``offset`` remedy added.
+
+    The offset is drawn from ``generator`` after ``noise``, so the remedies share batches, timesteps
+    and white noise. Sampling always starts from and adds plain N(0, I) noise.
+    """
+    if loss not in LOSSES:
+        raise SynthError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    offset = torch.randn(noise.shape[:2], generator=generator).to(noise.device)
+    if loss != "offset":
+        return noise
+    return noise + OFFSET_STRENGTH * offset[:, :, None, None]
+
+
+def image_mean_loss(eps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """H·W·mean_c (mean_hw(ε̂) − mean_hw(ε))² per image: zero iff the image means of ε̂ and ε agree."""
+    height, width = eps.shape[-2:]
+    error = eps.float().mean(dim=(-2, -1)) - noise.float().mean(dim=(-2, -1))
+    return height * width * (error ** 2).mean(dim=1)
+
+
 def hybrid_loss(schedule: Schedule, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor,
-                index: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, mse, vlb), each averaged over the batch.
+                index: torch.Tensor, noise: torch.Tensor,
+                loss: str = "paper") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, mse, vlb), each averaged over the batch; ``loss="mean"`` adds the image-mean term.
 
     L_vlb = Σ_t L_t is estimated by T·L_t at the sampled t, so λ·L_vlb = λ·T·L_t (= L_t for T = 1000,
     as in guided-diffusion). The ε half of the output is detached in the VLB term, so the VLB trains
@@ -62,4 +98,7 @@ def hybrid_loss(schedule: Schedule, model_output: torch.Tensor, x0: torch.Tensor
     mse = _mean_flat((eps - noise) ** 2)
     frozen = torch.cat([eps.detach(), v], dim=1)
     vlb = vlb_terms(schedule, frozen, x0, x_t, index) * (VLB_WEIGHT * len(schedule))
-    return (mse + vlb).mean(), mse.mean().detach(), vlb.mean().detach()
+    total = mse + vlb
+    if loss == "mean":
+        total = total + MEAN_WEIGHT * image_mean_loss(eps, noise)
+    return total.mean(), mse.mean().detach(), vlb.mean().detach()

@@ -28,6 +28,7 @@ class ModelConfig:
     data: str | None = None
     num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
     beta_schedule: str = "linear"
+    loss: str = "paper"  # the training remedy (see synth.diffusion.losses); "paper" for older models
     category: str = ""  # the category, or the comma-joined class names of a class-conditional model
 
     def __post_init__(self) -> None:

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from synth.data import DEFAULT_CATEGORY
 from synth.diffusion.card import grid, loss_curve, model_card, write_png
 from synth.diffusion.data import TrainingSet, load_training_set, resolve_categories
-from synth.diffusion.losses import hybrid_loss
+from synth.diffusion.losses import DEFAULT_LOSS, hybrid_loss, training_noise
 from synth.diffusion.model import CONFIG_NAME, ModelConfig, build_unet, save_model
+from synth.diffusion.precision import fast_bf16
 from synth.diffusion.presets import get_preset
 from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
 from synth.diffusion.schedule import Schedule, q_sample
@@ -35,7 +36,7 @@ CHECKPOINT_FORMAT = 1
 EMA_DECAY = 0.9999
 GRAD_CLIP = 1.0
 # Options that must not change between a run and its resumption (else the result would differ).
-RESUME_KEYS = ("seed", "batch_size", "lr", "hflip", "precision")
+RESUME_KEYS = ("seed", "batch_size", "lr", "hflip", "precision", "loss")
 
 
 @dataclass
@@ -56,7 +57,8 @@ class TrainOptions:
     resume: bool = False
     overwrite: bool = False
     hflip: bool = False
-    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16
+    precision: str = "auto"  # auto (bf16 where the device runs it fast, else fp32), fp32 or bf16
+    loss: str = DEFAULT_LOSS  # training remedy: offset, mean, or paper (plain hybrid loss)
     sample_steps: int = 50
     num_samples: int = 16
     progress: bool = True
@@ -79,8 +81,12 @@ def batch_indices(seed: int, step: int, batch_size: int, num_images: int) -> tor
 
 
 def make_batch(data: TrainingSet, seed: int, step: int, batch_size: int, num_timesteps: int,
-               hflip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x0 in [−1, 1], class labels, timestep indices, noise) of global batch ``step``."""
+               hflip: bool, loss: str = "paper") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x0 in [−1, 1], class labels, timestep indices, noise) of global batch ``step``.
+
+    The noise is the remedy's training noise (offset noise for ``loss="offset"``); every remedy sees
+    the same images, timesteps and white noise.
+    """
     indices = batch_indices(seed, step, batch_size, len(data))
     generator = torch.Generator().manual_seed(_seed_for(seed, 1, step))
     x0 = data.images[indices].float() / 127.5 - 1.0
@@ -89,17 +95,17 @@ def make_batch(data: TrainingSet, seed: int, step: int, batch_size: int, num_tim
     if hflip:
         flip = torch.rand(batch_size, generator=generator) < 0.5
         x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
-    return x0, data.labels[indices], timesteps, noise
+    return x0, data.labels[indices], timesteps, training_noise(noise, loss, generator)
 
 
 def training_step(accelerator: Accelerator, unet: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   ema: EMAModel, schedule: Schedule, x0: torch.Tensor, labels: torch.Tensor | None,
-                  index: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+                  index: torch.Tensor, noise: torch.Tensor, loss_name: str = "paper") -> torch.Tensor:
     """One optimisation step on a batch (hybrid loss, clipped gradients, EMA update); the detached loss."""
     x_t = q_sample(schedule, x0, index, noise)
     with accelerator.autocast():
         output = unet(x_t, schedule.timesteps[index], class_labels=labels).sample
-    loss, _, _ = hybrid_loss(schedule, output, x0, x_t, index, noise)
+    loss, _, _ = hybrid_loss(schedule, output, x0, x_t, index, noise, loss_name)
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(unet.parameters(), GRAD_CLIP)
     optimizer.step()
@@ -109,11 +115,11 @@ def training_step(accelerator: Accelerator, unet: torch.nn.Module, optimizer: to
 
 
 def resolve_precision(precision: str) -> str:
-    """"bf16" or "no" (accelerate's names)."""
+    """"bf16" or "no" (accelerate's names); auto picks bf16 where ``fast_bf16`` says it pays."""
     if precision not in ("auto", "fp32", "bf16"):
         raise SynthError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
     if precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if fast_bf16(torch.device("cuda" if torch.cuda.is_available() else "cpu")) else "no"
     return "bf16" if precision == "bf16" else "no"
 
 
@@ -178,11 +184,12 @@ def train(options: TrainOptions) -> ModelConfig:
     out = Path(options.out)
     data_root = Path(options.data) if options.data is not None else None
     class_names = resolve_categories(options.category, data_root)
-    config = ModelConfig(class_names, preset.name, preset.size, 0, str(data_root) if data_root else None)
+    config = ModelConfig(class_names, preset.name, preset.size, 0, str(data_root) if data_root else None,
+                         loss=options.loss)
     check_output(out, config, options.resume, options.overwrite)
     run_options = dict(seed=options.seed, batch_size=options.batch_size or preset.batch_size,
                        lr=options.lr or preset.lr, hflip=options.hflip,
-                       precision=resolve_precision(options.precision))
+                       precision=resolve_precision(options.precision), loss=options.loss)
     # cpu=True without CUDA: accelerate only sets up multi-process CPU training (gloo) when asked to.
     accelerator = Accelerator(mixed_precision=run_options["precision"], cpu=not torch.cuda.is_available())
     batch_size = run_options["batch_size"]
@@ -202,9 +209,10 @@ def train(options: TrainOptions) -> ModelConfig:
         unet.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng"])
         step, losses, elapsed = int(state["step"]), list(state["losses"]), float(state["elapsed"])
     eval_unet = build_unet(preset.name, config.num_classes).to(accelerator.device).eval()
+    if state is not None:  # after every draw an uninterrupted run makes before its first step
+        torch.set_rng_state(state["rng"])
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.to(accelerator.device)
     schedule = Schedule.linear().to(accelerator.device)
@@ -218,15 +226,18 @@ def train(options: TrainOptions) -> ModelConfig:
     local = batch_size // accelerator.num_processes
     part = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
     bf16 = run_options["precision"] == "bf16"
+    if options.progress and accelerator.is_main_process:
+        tqdm.write(f"training {config.category}: loss {options.loss}, precision "
+                   f"{'bf16' if bf16 else 'fp32'} ({options.precision}) on {accelerator.device.type}")
     bar = tqdm(total=options.steps, initial=step, desc=f"train {config.category}", unit="step",
                disable=not (options.progress and accelerator.is_main_process))
     started = time.perf_counter() - elapsed
     unet.train()
     while step < options.steps:
         x0, labels, index, noise = (v[part].to(accelerator.device) for v in make_batch(
-            data, options.seed, step, batch_size, len(schedule), options.hflip))
+            data, options.seed, step, batch_size, len(schedule), options.hflip, options.loss))
         loss = training_step(accelerator, unet, optimizer, ema, schedule, x0,
-                             labels if config.num_classes else None, index, noise)
+                             labels if config.num_classes else None, index, noise, options.loss)
         losses.append(accelerator.reduce(loss, "mean").item())
         step += 1
         bar.update(1)

@@ -120,6 +120,3 @@ def create_generator(name: str, settings: GeneratorSettings | None = None) -> Ge
     return generator_class(name).from_settings(settings or GeneratorSettings())
 
 
-def per_sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The random generator of sample ``index``: a function of (seed, index) alone."""
-    return np.random.default_rng(np.random.SeedSequence([seed, index]))
