@@ -7,31 +7,32 @@ the number of processes: process ``p`` of ``P`` writes the shards ``k`` with ``k
 
 from __future__ import annotations
 
-import json
+import hashlib
 import multiprocessing
-import shutil
+import shlex
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import datasets
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import synth
 from synth import distributed
-from synth.data import Category, load_category
+from synth.data import BUILTIN_CATEGORIES, Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
-from synth.shards import (CARD, MANIFEST, ShardWriter, completed_shards, dataset_features, read_manifest,
-                          write_card, write_json_atomic)
+from synth.provenance import data_role, path_roles, portable_command, portable_value
+from synth.shards import (MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry, read_manifest,
+                          verify_dataset, write_card, write_json_atomic)
+from synth.shards.directory import prepare_directory
 
 FORMAT = "synth-dataset/1"
 # Manifest fields that must match for --resume to continue a run.
-IDENTITY = ("format", "generator", "settings", "category", "data", "layout", "size", "num_samples",
-            "seed", "shard_size")
+IDENTITY = ("format", "generator", "settings", "category", "data", "layout", "sources_sha256", "size",
+            "num_samples", "seed", "shard_size", "features")
 
 
 @dataclass
@@ -51,7 +52,7 @@ class GenerationPlan:
     settings: GeneratorSettings = field(default_factory=GeneratorSettings)
     resume: bool = False
     overwrite: bool = False
-    command: str = ""
+    command: Sequence[str] = ()  # the command line as typed, word by word (made portable in the manifest)
 
     def __post_init__(self) -> None:
         if self.num_samples <= 0:
@@ -60,9 +61,12 @@ class GenerationPlan:
             raise SynthError(f"--shard-size must be positive, got {self.shard_size}")
         if self.batch_size <= 0:
             raise SynthError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.seed < 0:
+            raise SynthError(f"--seed must be 0 or more, got {self.seed}")
         if self.resume and self.overwrite:
             raise SynthError("--resume and --overwrite exclude each other")
         self.out = Path(self.out)
+        self.command = tuple(shlex.split(self.command) if isinstance(self.command, str) else self.command)
         self.settings.category = self.category
         self.settings.size = self.size
 
@@ -73,14 +77,25 @@ class GenerationPlan:
     def shard_indices(self, shard: int) -> range:
         return range(shard * self.shard_size, min((shard + 1) * self.shard_size, self.num_samples))
 
+    def local_paths(self, layout: str | None) -> dict[str | Path, str]:
+        """The local paths this plan names, and the role that replaces each in what is published."""
+        extra = self.settings.extra
+        paths = {self.data: data_role(layout), self.settings.textures: "textures root", self.out: "output dir",
+                 extra.get("models"): "models root", extra.get("model"): "model dir"}
+        return {path: name for path, name in paths.items() if path and Path(path).exists()}
+
     def manifest(self, generator: Generator, category: Category) -> dict[str, Any]:
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.settings).items()}
+        """The manifest: what the dataset is and how it was made, with no local path in it."""
+        paths = self.local_paths(category.layout)
         return {
-            "format": FORMAT, "generator": self.generator, "generator_params": generator.describe(),
-            "settings": settings, "category": self.category,
-            "data": str(self.data) if self.data else None, "layout": category.layout, "size": self.size,
-            "num_samples": self.num_samples, "seed": self.seed, "shard_size": self.shard_size,
-            "num_shards": self.num_shards, "command": self.command, "version": synth.__version__,
+            "format": FORMAT, "generator": self.generator,
+            "generator_params": portable_value(generator.describe(), paths),
+            "settings": portable_value(asdict(self.settings), paths), "category": self.category,
+            "data": data_role(category.layout) if self.data else None, "layout": category.layout,
+            "sources_sha256": hashlib.sha256("\n".join(category.train_ids).encode()).hexdigest(),
+            "size": self.size, "num_samples": self.num_samples, "seed": self.seed, "shard_size": self.shard_size,
+            "num_shards": self.num_shards, "features": features_entry(dataset_features(generator.columns)),
+            "command": portable_command(self.command, path_roles(category.layout)), "version": synth.__version__,
             "num_normal_images": len(category), "complete": False,
             "source_license": license_note(self.data, self.category),
         }
@@ -89,35 +104,6 @@ class GenerationPlan:
 def default_output_dir(category: str, generator: str) -> Path:
     """The output directory used when none is given: named after category and generator."""
     return Path(f"{category}-{generator}")
-
-
-def _prepare_output(plan: GenerationPlan, manifest: dict[str, Any]) -> None:
-    out = plan.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SynthError(f"cannot create output directory {out}: {error.strerror}") from None
-    existing = [p for p in out.iterdir() if not p.name.startswith(".")]
-    if plan.overwrite:
-        for name in (MANIFEST, CARD):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "data", ignore_errors=True)
-    elif plan.resume:
-        previous = read_manifest(out)
-        if previous is None:
-            raise SynthError(f"nothing to resume in {out}: no readable {MANIFEST}")
-        current = json.loads(json.dumps(manifest, default=str))  # compare as stored (tuples -> lists)
-        changed = [key for key in IDENTITY if previous.get(key) != current.get(key)]
-        if changed:
-            raise SynthError(f"cannot resume {out}: it was made with different {', '.join(changed)}")
-    elif existing:
-        raise SynthError(f"output directory {out} is not empty; use --resume to continue or --overwrite to replace it")
-    probe = out / ".write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise SynthError(f"cannot write to output directory {out}: {error.strerror}") from None
 
 
 def _batches(indices: range, size: int) -> Iterator[range]:
@@ -130,11 +116,13 @@ def generate_shard(plan: GenerationPlan, shard: int, generator: Generator, categ
     rows: list[dict[str, Any]] = []
     for batch in _batches(plan.shard_indices(shard), plan.batch_size):
         rngs = [per_sample_rng(plan.seed, i) for i in batch]
-        picks = [category.pick(rng) for rng in rngs]
-        samples = generator.generate_batch([category.train_images[k] for k in picks], rngs)
+        # a generator that ignores the normal image draws nothing for it, so its rows are the same
+        # with or without --data
+        picks = [category.pick(rng) if generator.uses_normal_image else None for rng in rngs]
+        samples = generator.generate_batch([None if k is None else category.train_images[k] for k in picks], rngs)
         for index, pick, sample in zip(batch, picks, samples):
             rows.append({"image": sample.image, "mask": sample.mask, "index": index, "seed": plan.seed,
-                         "source": category.train_ids[pick] if generator.uses_normal_image else None, "category": plan.category,
+                         "source": None if pick is None else category.train_ids[pick], "category": plan.category,
                          "generator": plan.generator, **sample.params})
     return rows
 
@@ -142,8 +130,8 @@ def generate_shard(plan: GenerationPlan, shard: int, generator: Generator, categ
 def write_shards(plan: GenerationPlan, process_index: int = 0, num_processes: int = 1,
                  progress: bool = True) -> None:
     """Write the missing shards ``k`` of ``plan`` with ``k % num_processes == process_index``."""
-    category = load_category(plan.data, plan.category, plan.layout, plan.size)
     generator = create_generator(plan.generator, plan.settings)
+    category = load_source(plan, generator)
     writer = ShardWriter(plan.out, dataset_features(generator.columns), plan.num_shards)
     mine = [k for k in range(plan.num_shards) if k % num_processes == process_index]
     todo = [k for k in mine if not writer.done(k)]
@@ -180,11 +168,53 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
     return plan.out
 
 
+def load_source(plan: GenerationPlan, generator: Generator) -> Category:
+    """The category's normal images; an empty category when none are needed and no --data is given.
+
+    Raw SDAS images need only a model, so `synth gen --category bottle` works without a dataset.
+    """
+    if plan.data is None and not generator.uses_normal_image and plan.category not in BUILTIN_CATEGORIES:
+        return Category(plan.category, plan.size, [], [], layout="none")
+    return load_category(plan.data, plan.category, plan.layout, plan.size)
+
+
+class _ReadKeys(dict):
+    """A dict that records which keys were looked up: finds the generator options nobody reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[Any] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def checked_generator(name: str, settings: GeneratorSettings) -> Generator:
+    """The generator ``name``; an option it does not use (``-o KEY=..``, an SDAS option) is an error."""
+    tracked = replace(settings, extra=_ReadKeys(settings.extra))
+    generator = create_generator(name, tracked)
+    unused = sorted(set(tracked.extra) - tracked.extra.read)
+    if unused:
+        raise SynthError(f"generator {name} has no option {', '.join(unused)} (given with -o or an SDAS option)")
+    return generator
+
+
 def _start(plan: GenerationPlan) -> None:
-    category = load_category(plan.data, plan.category, plan.layout, plan.size)
-    manifest = plan.manifest(create_generator(plan.generator, plan.settings), category)
-    _prepare_output(plan, manifest)
+    """Check the settings and the output directory, then write the manifest and an incomplete card."""
+    generator = checked_generator(plan.generator, plan.settings)
+    manifest = plan.manifest(generator, load_source(plan, generator))
+    prepare_directory(plan.out, manifest, plan.resume, plan.overwrite, IDENTITY)
     write_json_atomic(plan.out / MANIFEST, manifest)
+    write_card(plan.out, manifest)
 
 
 def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
@@ -207,15 +237,14 @@ def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
 
 
 def finalize(out: Path) -> None:
-    """Once every shard exists: mark the manifest complete and write the dataset card."""
+    """Once every shard exists (each checked): mark the manifest complete and write the final card."""
     manifest = read_manifest(out)
     if manifest is None:
         raise SynthError(f"{out} has no {MANIFEST}")
-    shards = completed_shards(out)
+    shards = verify_dataset(out, manifest)
     if len(shards) != manifest["num_shards"]:
         return
-    features = datasets.Features.from_arrow_schema(pq.read_schema(shards[0]))
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
-    manifest.update(complete=True, num_rows=rows)
+    manifest.update(complete=True, num_rows=sum(expected_rows(manifest)),
+                    num_bytes=sum(p.stat().st_size for p in shards))
     write_json_atomic(out / MANIFEST, manifest)
-    write_card(out, manifest, features, rows, sum(p.stat().st_size for p in shards))
+    write_card(out, manifest)

@@ -19,10 +19,10 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from synth.cli import gen, info, preview, publish, run
+    from synth.cli import export, gen, info, preview, publish, run, score
     from synth.cli.train import train
 
-    for module in (gen, info, preview, publish, run):
+    for module in (gen, info, preview, publish, run, score, export):
         cli.add_command(module.command)
     cli.add_command(train)
 
@@ -30,8 +30,9 @@ def _register_commands() -> None:
 def run_command_line(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> None:
     """Run a click group; bad input becomes one line on stderr and exit status 2, never a traceback."""
     logging.basicConfig(format=f"{prog_name}: %(message)s", level=logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = group.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        code = group.main(args=args, prog_name=prog_name, standalone_mode=False, obj={"argv": [prog_name, *args]})
     except SynthError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -44,6 +45,11 @@ def run_command_line(group: click.Group, argv: Sequence[str] | None, prog_name: 
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def command_words() -> list[str]:
+    """The command line being run, word by word (``synth gen --data ...``), for provenance."""
+    return list(click.get_current_context().find_root().obj["argv"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,6 +9,7 @@ import click
 
 from synth.data import DEFAULT_CATEGORY
 from synth.generators import GeneratorSettings
+from synth.masks import RULES
 from synth.strength import parse_strength
 
 DEFAULT_GENERATOR = "sdas"
@@ -49,7 +50,7 @@ data_options = _compose(
 generator_options = _compose(
     click.option("--generator", "-g", default=DEFAULT_GENERATOR, show_default=True, help="Generator name."),
     click.option("--s", "strength", default=None, help="SDAS strength: a value (0.15) or a range (0.1:0.2)."),
-    click.option("--foreground", default=None, help="Foreground rule (none, otsu, otsu-inv, triangle, triangle-inv, auto)."),
+    click.option("--foreground", type=click.Choice(RULES), default=None, help="Foreground rule."),
     click.option("--textures", type=click.Path(path_type=Path), default=None, help="Texture root (DTD layout or a folder of images)."),
     click.option("--texture-classes", default=None, help="Comma-separated texture classes to use."),
     click.option("--exclude-texture-classes", default=None, help="Comma-separated texture classes to leave out."),
@@ -57,14 +58,17 @@ generator_options = _compose(
     click.option("--model", default=None, help="SDAS: model directory or Hub id [default: found by category]."),
     click.option("--models", type=click.Path(path_type=Path), default=None,
                  help="SDAS: models root holding one directory per category [default: $SYNTH_MODELS or ./models]."),
-    click.option("--steps", type=int, default=None, help="SDAS: sampling steps (respaced) [default: 20]."),
+    click.option("--steps", type=click.IntRange(1), default=None, help="SDAS: sampling steps (respaced) [default: 20]."),
+    click.option("--spacing", type=click.Choice(["ddim", "even"]), default=None,
+                 help="SDAS: which timesteps --steps keeps: ddim = every (1000/steps)-th from 0, RealNet's "
+                      "'ddim20'; even = evenly from 0 to 999 [default: ddim]."),
     click.option("--blend", is_flag=True, default=None, help="SDAS: blend P into normal images through Perlin masks."),
     click.option("--delta", default=None, help="SDAS --blend: opacity range δ [default: 0.5:1.0]."),
     click.option("--s-per-batch", is_flag=True, default=None, help="SDAS: one s per batch, as the official code."),
     click.option("--option", "-o", "extra", multiple=True, help="Generator-specific KEY=VALUE (repeatable)."),
 )
 
-SDAS_OPTIONS = ("model", "models", "steps", "blend", "delta", "s_per_batch")
+SDAS_OPTIONS = ("model", "models", "steps", "spacing", "blend", "delta", "s_per_batch")
 
 
 def generator_settings(options: dict[str, Any]) -> GeneratorSettings:

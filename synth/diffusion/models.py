@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from synth.data import BUILTIN_CATEGORIES
 from synth.diffusion.model import CONFIG_NAME, ModelConfig
 from synth.errors import SynthError
 
@@ -68,5 +69,8 @@ def find_model(category: str, model: str | Path | None = None, root: str | Path 
     bundled = bundled_models().get(category)
     if bundled is not None:
         return bundled
-    raise SynthError(f"no diffusion model for category {category!r} in {models_root(root)}; train one with "
-                     f"`synth train --category {category} --out {candidate}` or pass --model DIR")
+    data = "" if category in BUILTIN_CATEGORIES else "--data DATA_ROOT "
+    raise SynthError(f"no diffusion model for category {category!r} in {models_root(root)} or bundled "
+                     f"({', '.join(bundled_models()) or 'none'}); train one with `synth train {data}--category "
+                     f"{category} --preset tiny --steps 4000 --out {candidate}` (DATA_ROOT: the dataset root, "
+                     "e.g. MVTec AD) or pass --model DIR")

@@ -47,10 +47,11 @@ class SDASSampler:
     """Batched SDAS sampling over ``num_steps`` respaced steps of a trained UNet."""
 
     def __init__(self, unet: UNet2DModel, num_steps: int = 50, bf16: bool = False,
-                 num_train_timesteps: int = NUM_TRAIN_TIMESTEPS, clip: bool = True) -> None:
+                 num_train_timesteps: int = NUM_TRAIN_TIMESTEPS, clip: bool = True,
+                 spacing: str = "even") -> None:
         self.unet = unet
         self.device = unet.device
-        self.schedule = Schedule.linear(num_train_timesteps, num_steps).to(self.device)
+        self.schedule = Schedule.linear(num_train_timesteps, num_steps, spacing).to(self.device)
         self.bf16 = bf16
         self.clip = clip
 

@@ -65,10 +65,10 @@ class Generator(ABC):
         return cls()
 
     @abstractmethod
-    def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
-        """Make one sample from an HxWx3 uint8 RGB image."""
+    def generate(self, normal: np.ndarray | None, rng: np.random.Generator) -> Sample:
+        """Make one sample from an HxWx3 uint8 RGB image (None for a generator that ignores it)."""
 
-    def generate_batch(self, normals: list[np.ndarray], rngs: list[np.random.Generator]) -> list[Sample]:
+    def generate_batch(self, normals: list[np.ndarray | None], rngs: list[np.random.Generator]) -> list[Sample]:
         """Make several samples; generators that batch on a device (SDAS) override this."""
         return [self.generate(image, rng) for image, rng in zip(normals, rngs)]
 

@@ -17,13 +17,16 @@ import torch
 from synth import distributed
 from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
+from synth.diffusion.precision import fast_bf16, precision_name
 from synth.diffusion.sampler import SDASSampler, to_uint8, torch_generator
+from synth.diffusion.schedule import DEFAULT_SPACING
 from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
 from synth.masks import anomaly_mask, default_rule, foreground_mask
+from synth.provenance import model_provenance
 
 DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
-DEFAULT_STEPS = 20  # RealNet samples with 20 evenly strided steps
+DEFAULT_STEPS = 20  # RealNet samples 20 steps, every 50th timestep (guided-diffusion's "ddim20")
 DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
 
@@ -40,16 +43,19 @@ def _range(text: str, name: str) -> tuple[float, float]:
 class SDAS(Generator):
     name = "sdas"
     columns: ClassVar[dict[str, str]] = {
-        "s": "float64", "steps": "int64", "model": "string", "model_size": "int64", "upscaled": "bool",
+        "s": "float64", "steps": "int64", "model": "string", "model_sha256": "string", "model_size": "int64",
+        "upscaled": "bool",
         "blended": "bool", "delta": "float64",
     }
 
     def __init__(self, model_dir: str, category: str, size: int, strength: tuple[float, float] = DEFAULT_STRENGTH,
                  steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
-                 foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None) -> None:
+                 foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None,
+                 spacing: str = DEFAULT_SPACING) -> None:
         device = distributed.device()
         self.unet, self.config = load_model(model_dir, device)
-        self.model_id = str(model_dir)
+        provenance = model_provenance(model_dir)
+        self.model_id, self.model_sha256 = provenance["id"], provenance["sha256"]
         self.model_size = self.config.size
         ratio = size / self.model_size
         if size < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE:
@@ -61,8 +67,9 @@ class SDAS(Generator):
         self.size, self.strength, self.steps, self.blend = size, strength, steps, blend
         self.delta, self.s_per_batch = delta, s_per_batch
         self.foreground = foreground or default_rule(category)
-        use_bf16 = device.type == "cuda" if bf16 is None else bf16
-        self.sampler = SDASSampler(self.unet, steps, bf16=use_bf16)
+        self.bf16 = fast_bf16(device) if bf16 is None else bf16
+        self.spacing = spacing
+        self.sampler = SDASSampler(self.unet, steps, bf16=self.bf16, spacing=spacing)
 
     @classmethod
     def from_settings(cls, settings: GeneratorSettings) -> "SDAS":
@@ -72,18 +79,23 @@ class SDAS(Generator):
             steps = int(extra.get("steps", DEFAULT_STEPS))
         except ValueError:
             raise SynthError(f"--steps must be an integer, got {extra.get('steps')!r}") from None
+        if steps < 1:
+            raise SynthError(f"--steps must be at least 1, got {steps}")
         return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
                    steps, settings.flag("blend"), _range(extra.get("delta", "0.5:1.0"), "--delta"),
                    settings.foreground, settings.flag("s_per_batch"),
-                   settings.flag("bf16") if "bf16" in extra else None)
+                   settings.flag("bf16") if "bf16" in extra else None,
+                   str(extra.get("spacing", DEFAULT_SPACING)))
 
     @property
     def uses_normal_image(self) -> bool:
         return self.blend
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "model_preset": self.config.preset, "model_size": self.model_size,
-                "model_steps": self.config.steps, "strength": list(self.strength), "sampling_steps": self.steps,
+        return {"model": self.model_id, "model_sha256": self.model_sha256, "model_preset": self.config.preset,
+                "model_size": self.model_size, "model_steps": self.config.steps, "model_loss": self.config.loss,
+                "precision": precision_name(self.bf16), "strength": list(self.strength),
+                "sampling_steps": self.steps, "spacing": self.spacing,
                 "blend": self.blend, "delta": list(self.delta) if self.blend else None,
                 "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch}
 
@@ -102,7 +114,8 @@ class SDAS(Generator):
         for normal, rng, image, s in zip(normals, rngs, images, strengths):
             if self.size != self.model_size:
                 image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_CUBIC)
-            params = {"s": s, "steps": self.steps, "model": self.model_id, "model_size": self.model_size,
+            params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
+                      "model_size": self.model_size,
                       "upscaled": self.size != self.model_size, "blended": self.blend}
             if self.blend:
                 samples.append(self._blend(normal, image, rng, params))

@@ -1,0 +1,296 @@
+"""Realism report of a diffusion model or a synth dataset against the real normal images.
+
+Per group of samples (a strength s for a model; the whole dataset for a dataset):
+- colour error: mean over samples and channels of |mean RGB − the nearest real image's mean RGB|
+  (grey levels), and the fraction of samples whose mean colour lies inside the real images' range
+  of mean colours widened by ``COLOUR_MARGIN`` grey levels;
+- KID (unbiased MMD² with the cubic polynomial kernel, mean and std over random subsets) on
+  globally pooled EfficientNet-Lite0 features, beside the same KID between two halves of the real
+  images (the floor: what "as real as the real images" reads as with this many images);
+- diversity: mean pairwise cosine distance of those features, and the same among the real images.
+For a model, also the per-scale ε slopes: on real images noised at timestep t, the least-squares
+slope of the predicted ε on the true ε after averaging both over k x k blocks (k = 1 … size/2) and
+over the whole image ("mean"). A slope near 1 means the model removes that scale of the noise;
+the image-mean slope is what decides colour casts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from synth.backbones import create_backbone
+from synth.data import load_category
+from synth.diffusion.model import ModelConfig, load_model
+from synth.diffusion.schedule import Schedule, q_sample
+from synth.errors import SynthError
+from synth.shards import completed_shards, read_manifest
+
+COLOUR_MARGIN = 3.0  # grey levels added on both sides of the real images' range of mean colours
+FEATURE_SIZE = 224  # images are resized to this side before the backbone (as KID resizes for Inception)
+KID_SUBSET = 100
+KID_SUBSETS = 50
+SLOPE_TIMESTEPS = (50, 100, 300, 500, 999)
+SLOPE_IMAGES = 32
+
+
+@dataclass
+class RealImages:
+    """The real normal images a score compares against, at the samples' resolution."""
+
+    images: np.ndarray  # N x H x W x 3 uint8
+    features: np.ndarray  # N x D float64
+
+    @property
+    def mean_colours(self) -> np.ndarray:
+        return mean_colours(self.images)
+
+
+def mean_colours(images: np.ndarray) -> np.ndarray:
+    """Per-image mean RGB in grey levels, N x 3."""
+    return images.reshape(len(images), -1, 3).astype(np.float64).mean(axis=1)
+
+
+def colour_error(samples: np.ndarray, real: np.ndarray, margin: float = COLOUR_MARGIN) -> dict[str, float]:
+    """Colour error of ``samples`` against ``real`` (both N x H x W x 3 uint8); see the module docstring."""
+    fake_means, real_means = mean_colours(samples), mean_colours(real)
+    distances = ((fake_means[:, None, :] - real_means[None, :, :]) ** 2).sum(-1)
+    nearest = real_means[distances.argmin(axis=1)]
+    low, high = real_means.min(axis=0) - margin, real_means.max(axis=0) + margin
+    inside = ((fake_means >= low) & (fake_means <= high)).all(axis=1)
+    return {"colour_error": float(np.abs(fake_means - nearest).mean()),
+            "inside_colour_range": float(inside.mean()),
+            "channel_spread": float((fake_means.max(axis=1) - fake_means.min(axis=1)).mean())}
+
+
+def kid(first: np.ndarray, second: np.ndarray, subset_size: int = KID_SUBSET, num_subsets: int = KID_SUBSETS,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance of two feature sets: (mean, std) of the unbiased MMD² over subsets."""
+    size = min(subset_size, len(first), len(second))
+    if size < 2:
+        raise SynthError(f"KID needs at least 2 images on each side, got {len(first)} and {len(second)}")
+    rng = np.random.default_rng(seed)
+    dim = first.shape[1]
+    values = []
+    for _ in range(num_subsets):
+        x = first[rng.choice(len(first), size, replace=False)]
+        y = second[rng.choice(len(second), size, replace=False)]
+        k_xx, k_yy, k_xy = ((a @ b.T / dim + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        off_diagonal = size * (size - 1)
+        values.append((k_xx.sum() - np.trace(k_xx)) / off_diagonal + (k_yy.sum() - np.trace(k_yy)) / off_diagonal
+                      - 2.0 * k_xy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def diversity(features: np.ndarray) -> float:
+    """Mean pairwise cosine distance between feature vectors."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)
+    similarity = unit @ unit.T
+    count = len(unit)
+    return float((count * count - similarity.sum()) / max(count * (count - 1), 1))
+
+
+class FeatureExtractor:
+    """Globally pooled stride-32 features of the offline EfficientNet-Lite0 backbone."""
+
+    def __init__(self, batch_size: int = 32) -> None:
+        self.backbone = create_backbone()
+        self.batch_size = batch_size
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        rows = []
+        for start in range(0, len(images), self.batch_size):
+            batch = np.stack([cv2.resize(image, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_LINEAR)
+                              for image in images[start:start + self.batch_size]])
+            (features,) = self.backbone(batch, [32])
+            rows.append(features.mean(dim=(2, 3)).double().numpy())
+        return np.concatenate(rows)
+
+
+def load_real(data: Path | None, category: str, size: int, layout: str | None,
+              extractor: FeatureExtractor) -> RealImages:
+    """The category's normal training images at ``size`` and their features."""
+    source = load_category(data, category, layout, size)
+    if len(source) < 4:
+        raise SynthError(f"category {category!r} has {len(source)} normal images; the score needs at least 4")
+    images = np.stack(source.train_images)
+    return RealImages(images, extractor(images))
+
+
+def group_scores(samples: np.ndarray, real: RealImages, extractor: FeatureExtractor) -> dict[str, Any]:
+    """Colour, KID and diversity of one group of samples."""
+    features = extractor(samples)
+    kid_mean, kid_std = kid(features, real.features)
+    return {"n": len(samples), **colour_error(samples, real.images), "kid": kid_mean, "kid_std": kid_std,
+            "diversity": diversity(features)}
+
+
+def real_floor(real: RealImages, seed: int = 0) -> dict[str, Any]:
+    """KID between two random halves of the real images, and their diversity."""
+    order = np.random.default_rng(seed).permutation(len(real.features))
+    half = len(order) // 2
+    kid_mean, kid_std = kid(real.features[order[:half]], real.features[order[half:2 * half]])
+    return {"n": len(order), "kid_halves": kid_mean, "kid_halves_std": kid_std,
+            "diversity": diversity(real.features)}
+
+
+def block_slopes(predicted: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    """Least-squares slope of predicted on true ε, per block size (1 … size/2) and for the image mean."""
+    slopes = {}
+    size = true.shape[-1]
+    block = 1
+    while block < size:
+        a, b = F.avg_pool2d(predicted, block), F.avg_pool2d(true, block)
+        slopes[str(block)] = float((a * b).sum() / (b * b).sum())
+        block *= 2
+    a, b = predicted.mean(dim=(2, 3)), true.mean(dim=(2, 3))
+    slopes["mean"] = float((a * b).sum() / (b * b).sum())
+    return slopes
+
+
+@torch.no_grad()
+def epsilon_slopes(unet: torch.nn.Module, config: ModelConfig, real: RealImages,
+                   timesteps: Sequence[int] = SLOPE_TIMESTEPS, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per-scale slopes of the model's ε prediction on real images, by timestep (plain N(0, I) noise)."""
+    schedule = Schedule.linear(config.num_train_timesteps)
+    generator = torch.Generator().manual_seed(seed)
+    x0 = torch.from_numpy(real.images[:SLOPE_IMAGES]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    labels = torch.zeros(len(x0), dtype=torch.long) if config.num_classes else None
+    result = {}
+    for t in timesteps:
+        noise = torch.randn(x0.shape, generator=generator)
+        index = torch.full((len(x0),), int(t), dtype=torch.long)
+        x_t = q_sample(schedule, x0, index, noise)
+        predicted = unet(x_t.to(unet.device), index.to(unet.device), class_labels=labels).sample[:, :3].float().cpu()
+        result[str(t)] = block_slopes(predicted, noise)
+    return result
+
+
+def dataset_images(directory: Path, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Up to ``limit`` images of a synth dataset (in row order) and a description of the group."""
+    shards = completed_shards(directory)
+    if not shards:
+        raise SynthError(f"{directory} holds no synth dataset shards")
+    images, strengths = [], []
+    for shard in shards:
+        table = pq.read_table(shard, columns=[c for c in ("image", "s") if c in pq.read_schema(shard).names])
+        for row in table.to_pylist():
+            buffer = np.frombuffer(row["image"]["bytes"], np.uint8)
+            images.append(cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            strengths.append(row.get("s"))
+            if len(images) == limit:
+                break
+        if len(images) == limit:
+            break
+    known = [s for s in strengths if s is not None]
+    group = {"s_min": min(known), "s_max": max(known)} if known else {}
+    return np.stack(images), group
+
+
+def sample_model(unet: torch.nn.Module, config: ModelConfig, category: str, strength: float, count: int,
+                 steps: int, spacing: str, bf16: bool, seed: int, batch_size: int = 32) -> np.ndarray:
+    """``count`` SDAS samples at strength ``strength`` (image i from (seed, i), the same for every s)."""
+    from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
+
+    sampler = SDASSampler(unet, steps, bf16=bf16, spacing=spacing)
+    label = config.class_names.index(category) if config.num_classes else None
+    batches = []
+    for start in range(0, count, batch_size):
+        indices = range(start, min(start + batch_size, count))
+        labels = None if label is None else torch.full((len(indices),), label)
+        batches.append(to_uint8(sampler.sample(len(indices), strength, image_generators(seed, indices), labels)))
+    return np.concatenate(batches)
+
+
+def score_model(model: str | Path, category: str | None, data: Path | None, layout: str | None,
+                strengths: Sequence[float], count: int, steps: int, spacing: str, seed: int = 0,
+                bf16: bool | None = None, progress: bool = True) -> dict[str, Any]:
+    """The realism report of a diffusion model: one group per strength, the floor and the ε slopes."""
+    from synth.diffusion.models import find_model
+    from synth.diffusion.precision import fast_bf16
+    from synth.provenance import model_provenance
+
+    if not Path(model).exists() and str(model).count("/") != 1:  # a category name: its local or bundled model
+        category = category or str(model)
+        directory = find_model(category)
+    else:
+        directory = find_model(category or "", model)
+    unet, config = load_model(directory)
+    category = category or config.class_names[0]
+    if config.num_classes and category not in config.class_names:
+        raise SynthError(f"model {model} was not trained on category {category!r}")
+    bf16 = fast_bf16(unet.device) if bf16 is None else bf16
+    extractor = FeatureExtractor()
+    real = load_real(data, category, config.size, layout, extractor)
+    groups = {}
+    for strength in tqdm(strengths, desc="score", unit="s", disable=not progress):
+        samples = sample_model(unet, config, category, strength, count, steps, spacing, bf16, seed)
+        groups[f"s={strength:g}"] = {"s": strength, **group_scores(samples, real, extractor)}
+    return {"kind": "model", "model": model_provenance(directory), "category": category,
+            "model_steps": config.steps, "model_loss": config.loss, "size": config.size,
+            "sampling": {"steps": steps, "spacing": spacing, "precision": "bf16" if bf16 else "fp32", "seed": seed},
+            "real": real_floor(real), "groups": groups, "epsilon_slopes": epsilon_slopes(unet, config, real)}
+
+
+def score_dataset(directory: Path, category: str | None, data: Path | None, layout: str | None,
+                  count: int) -> dict[str, Any]:
+    """The realism report of the first ``count`` images of a synth dataset."""
+    manifest = read_manifest(directory) or {}
+    category = category or manifest.get("category")
+    if not category:
+        raise SynthError(f"{directory} names no category; pass --category")
+    images, group = dataset_images(directory, count)
+    extractor = FeatureExtractor()
+    real = load_real(data, category, images.shape[1], layout, extractor)
+    label = manifest.get("generator", "dataset")
+    return {"kind": "dataset", "dataset": Path(directory).name, "category": category,
+            "generator": manifest.get("generator"), "size": int(images.shape[1]),
+            "real": real_floor(real), "groups": {label: {**group, **group_scores(images, real, extractor)}}}
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown page: one table of groups, the real-vs-real floor, the ε slopes."""
+    subject = report["model"]["id"] if report["kind"] == "model" else report["dataset"]
+    real = report["real"]
+    lines = [f"# Realism of {subject} ({report['category']}, {report['size']} px)", "",
+             "| group | n | colour error (grey levels) | inside colour range ±3 | KID | diversity |",
+             "|---|---|---|---|---|---|"]
+    for name, group in report["groups"].items():
+        lines.append(f"| {name} | {group['n']} | {group['colour_error']:.2f} | {group['inside_colour_range']:.0%} | "
+                     f"{group['kid']:.3g} ± {group['kid_std']:.2g} | {group['diversity']:.3f} |")
+    lines.append(f"| real (halves) | {real['n']} | 0 | 100% | {real['kid_halves']:.3g} ± "
+                 f"{real['kid_halves_std']:.2g} | {real['diversity']:.3f} |")
+    slopes = report.get("epsilon_slopes")
+    if slopes:
+        scales = list(next(iter(slopes.values())))
+        lines += ["", "Slope of predicted on true ε per block size (1 = removed perfectly):", "",
+                  "| t | " + " | ".join(scales) + " |", "|---" * (len(scales) + 1) + "|"]
+        lines += [f"| {t} | " + " | ".join(f"{row[k]:.2f}" for k in scales) + " |" for t, row in slopes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def is_dataset(path: Path) -> bool:
+    """True for a synth dataset directory (it has shards), False for anything else (a model)."""
+    return Path(path).is_dir() and bool(completed_shards(path))
+
+
+def write_report(report: dict[str, Any], out: Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``out/score.json`` and ``out/score.md``; refuse to replace them without ``overwrite``."""
+    import json
+
+    out = Path(out)
+    paths = out / "score.json", out / "score.md"
+    if not overwrite and any(p.exists() for p in paths):
+        raise SynthError(f"{out} already holds a score; use --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(json.dumps(report, indent=2) + "\n")
+    paths[1].write_text(report_markdown(report))
+    return paths

@@ -1,0 +1,73 @@
+"""`synth score`: colour error, KID and its floor, diversity, ε slopes; finite numbers on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synth.cli import main
+from synth.errors import SynthError
+from synth.score import block_slopes, colour_error, diversity, kid
+
+
+def test_colour_error_against_the_nearest_real_mean_colour():
+    real = np.stack([np.full((4, 4, 3), v, np.uint8) for v in (100, 110, 120)])
+    fake = np.stack([np.full((4, 4, 3), (104, 104, 104), np.uint8), np.full((4, 4, 3), (130, 110, 110), np.uint8)])
+    scores = colour_error(fake, real, margin=3)
+    # image 0: nearest real mean 100 -> 4; image 1: nearest (Euclidean) is 120 -> (10 + 10 + 10) / 3
+    assert scores["colour_error"] == pytest.approx((4 + 10) / 2)
+    assert scores["inside_colour_range"] == 0.5  # 130 > 120 + 3
+    assert colour_error(real, real)["colour_error"] == 0
+
+
+def test_kid_is_near_zero_for_two_halves_of_the_same_images_and_large_for_different_ones():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 16))
+    same, same_std = kid(features[:200], features[200:], subset_size=100, num_subsets=20)
+    other, _ = kid(features[:200], rng.normal(loc=1.0, size=(200, 16)), subset_size=100, num_subsets=20)
+    assert np.isfinite([same, same_std, other]).all()
+    assert abs(same) < 3 * same_std + 0.02
+    assert other > 20 * max(abs(same), same_std)
+    with pytest.raises(SynthError, match="at least 2"):
+        kid(features[:1], features)
+
+
+def test_diversity_and_slopes():
+    assert diversity(np.ones((5, 3))) == pytest.approx(0.0)
+    assert diversity(np.eye(4)) == pytest.approx(1.0)
+    true = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert all(v == pytest.approx(1.0) for v in block_slopes(true, true).values())
+    # a prediction that misses the image mean: slope 1 at fine scales, 0 for the mean
+    centred = true - true.mean(dim=(2, 3), keepdim=True)
+    slopes = block_slopes(centred, true)
+    assert slopes["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert slopes["1"] > 0.9
+    assert list(slopes) == ["1", "2", "4", "8", "mean"]
+
+
+@pytest.mark.parametrize("threads", [1])
+def test_score_cli_on_a_tiny_dataset_and_the_real_floor(tmp_path, threads, monkeypatch):
+    torch.set_num_threads(threads)
+    monkeypatch.setattr("synth.score.FEATURE_SIZE", 64)  # small backbone inputs keep the test fast
+    dataset = tmp_path / "grass-cutpaste"
+    with pytest.raises(SystemExit) as done:
+        main(["gen", "--generator", "cutpaste", "--category", "grass", "--size", "32", "-n", "12",
+              "--out", str(dataset)])
+    assert done.value.code == 0
+    out = tmp_path / "score"
+    with pytest.raises(SystemExit) as done:
+        main(["score", str(dataset), "-n", "12", "--out", str(out)])
+    assert done.value.code == 0
+    report = json.loads((out / "score.json").read_text())
+    group = report["groups"]["cutpaste"]
+    assert group["n"] == 12 and report["category"] == "grass"
+    values = [group["colour_error"], group["kid"], group["kid_std"], group["diversity"], report["real"]["kid_halves"]]
+    assert np.isfinite(values).all()
+    assert abs(report["real"]["kid_halves"]) < abs(group["kid"]) + 3 * report["real"]["kid_halves_std"] + 1
+    assert "| cutpaste | 12 |" in (out / "score.md").read_text()
+    with pytest.raises(SystemExit) as done:  # an existing score is not replaced silently
+        main(["score", str(dataset), "-n", "12", "--out", str(out)])
+    assert done.value.code == 2
