@@ -1,11 +1,14 @@
-"""SDAS sampling speed: the sampler next to its bare UNet calls and next to diffusers' DDPMPipeline.
+"""SDAS sampling speed on this machine: precisions and layouts side by side, the sampler next to its
+bare UNet calls, and diffusers' DDPMPipeline as a reference.
 
-    python benchmarks/sdas.py --steps 20,50 --batch-size 16 --threads 1 [--model DIR]
+    python benchmarks/sdas.py --steps 20 --batch-size 16 --threads 1 --configs fp32,bf16,bf16-cl [--model DIR]
 
-For each number of steps, prints images/s of (a) `SDASSampler.sample` (s = 0.15), (b) the same UNet
-calls alone on a fixed input (the floor any sampler pays) and (c) `diffusers.DDPMPipeline` with a
-learned-range `DDPMScheduler` at the same number of steps, plus the sampler's overhead over (b).
-Defaults to the bundled demo model.
+For each configuration (fp32 or bf16 autocast, "-cl" = channels-last weights and inputs) and number
+of steps, prints images per CPU-second and per wall-second of (a) `SDASSampler.sample` (s = 0.15)
+and (b) the same UNet calls alone on a fixed input (the floor any sampler pays), the sampler's
+overhead over (b), and for fp32 (c) `diffusers.DDPMPipeline` with a learned-range `DDPMScheduler`.
+CPU-seconds (process time) are what a loaded machine does not inflate. Defaults to the bundled
+bottle model (else the first bundled model).
 """
 
 from __future__ import annotations
@@ -21,54 +24,67 @@ from synth.diffusion.models import bundled_models
 from synth.diffusion.sampler import SDASSampler, image_generators
 
 
-def best_of(repeats: int, run) -> float:
-    """The fastest of ``repeats`` timed runs (seconds), after one warm-up run."""
+def best_of(repeats: int, run) -> tuple[float, float]:
+    """(CPU-seconds, wall-seconds) of the fastest of ``repeats`` runs, after one warm-up run."""
     run()
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        cpu, wall = time.process_time(), time.perf_counter()
         run()
-        times.append(time.perf_counter() - started)
+        times.append((time.process_time() - cpu, time.perf_counter() - wall))
     return min(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model directory [default: the bundled demo model]")
-    parser.add_argument("--steps", default="20,50")
+    parser.add_argument("--model", default=None, help="model directory [default: a bundled model]")
+    parser.add_argument("--steps", default="20")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--configs", default="fp32,bf16,bf16-cl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = args.model or next(iter(bundled_models().values()))
+    models = bundled_models()
+    model_dir = args.model or models.get("bottle") or next(iter(models.values()))
     unet, config = load_model(model_dir)
     batch = args.batch_size
     print(f"model {model_dir} ({config.preset}, {config.size}px), batch {batch}, {args.threads} thread(s)\n")
-    print("| steps | SDAS sampler img/s | bare UNet calls img/s | sampler overhead | DDPMPipeline img/s |")
-    print("|---|---|---|---|---|")
-    for steps in [int(s) for s in args.steps.split(",")]:
-        sampler = SDASSampler(unet, steps)
-        generators = image_generators(0, range(batch))
-        strengths = torch.full((batch,), 0.15)
-        sdas = best_of(args.repeats, lambda: sampler.sample(batch, strengths, generators))
-        x = torch.randn(batch, 3, config.size, config.size)
-        t = sampler.schedule.timesteps
+    print("| config | steps | SDAS img/CPU-s | SDAS img/s | bare UNet img/CPU-s | sampler overhead (CPU) "
+          "| DDPMPipeline img/CPU-s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        bf16, channels_last = name.startswith("bf16"), name.endswith("-cl")
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        unet.to(memory_format=layout)
+        for steps in [int(s) for s in args.steps.split(",")]:
+            sampler = SDASSampler(unet, steps, bf16=bf16, spacing="ddim")
+            generators = image_generators(0, range(batch))
+            strengths = torch.full((batch,), 0.15)
+            sdas = best_of(args.repeats, lambda: sampler.sample(batch, strengths, generators))
+            x = torch.randn(batch, 3, config.size, config.size).to(memory_format=layout)
+            t = sampler.schedule.timesteps
 
-        @torch.no_grad()
-        def bare() -> None:
-            for index in range(len(t) - 1, -1, -1):
-                unet(x, t[index].expand(batch))
+            @torch.no_grad()
+            def bare() -> None:
+                for index in range(len(t) - 1, -1, -1):
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        unet(x, t[index].expand(batch))
 
-        floor = best_of(args.repeats, bare)
-        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type="learned_range",
-                                  clip_sample=True)
-        pipeline = DDPMPipeline(unet=unet, scheduler=scheduler).to("cpu")
-        pipeline.set_progress_bar_config(disable=True)
-        pipe = best_of(args.repeats, lambda: pipeline(batch_size=batch, num_inference_steps=steps,
-                                                      generator=torch.Generator().manual_seed(0), output_type="np"))
-        print(f"| {steps} | {batch / sdas:.2f} | {batch / floor:.2f} | {100 * (sdas / floor - 1):+.1f}% "
-              f"| {batch / pipe:.2f} |")
+            floor = best_of(args.repeats, bare)
+            pipe = "–"
+            if name == "fp32":
+                scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear",
+                                          variance_type="learned_range", clip_sample=True)
+                pipeline = DDPMPipeline(unet=unet, scheduler=scheduler).to("cpu")
+                pipeline.set_progress_bar_config(disable=True)
+                timed = best_of(args.repeats, lambda: pipeline(
+                    batch_size=batch, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+                    output_type="np"))
+                pipe = f"{batch / timed[0]:.2f}"
+            print(f"| {name} | {steps} | {batch / sdas[0]:.2f} | {batch / sdas[1]:.2f} | {batch / floor[0]:.2f} "
+                  f"| {100 * (sdas[0] / floor[0] - 1):+.1f}% | {pipe} |", flush=True)
+        unet.to(memory_format=torch.contiguous_format)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,13 @@ def preview(generator: str, settings: GeneratorSettings, data: Path | None, cate
     """Make ``count`` samples exactly as `synth gen` would (same seed, same indices) and lay them out."""
     if count <= 0:
         raise SynthError(f"-n must be positive, got {count}")
-    source = load_category(data, category, layout, size)
     settings.category, settings.size = category, size
     made = create_generator(generator, settings)
     rngs = [per_sample_rng(seed, i) for i in range(count)]
+    if not made.uses_normal_image:  # raw SDAS: just the images, 8 to a row
+        images = [sample.image for sample in made.generate_batch([None] * count, rngs)]
+        return grid([images[start:start + 8] for start in range(0, count, 8)], tile)
+    source = load_category(data, category, layout, size)
     normals = [source.train_images[source.pick(rng)] for rng in rngs]
     return contact_sheet(normals, made.generate_batch(normals, rngs), tile)
 
@@ -60,14 +63,14 @@ def strength_sweep(settings: GeneratorSettings, data: Path | None, category: str
     (RealNet's Fig. 3a). Sample i uses the same noise at every s, so only the strength differs."""
     if count <= 0:
         raise SynthError(f"-n must be positive, got {count}")
-    source = load_category(data, category, layout, size)
     settings.category, settings.size = category, size
     columns = []
     for s in strengths:
         settings.strength = (s, s)
         made = create_generator("sdas", settings)
+        source = load_category(data, category, layout, size, made.uses_normal_image)
         rngs = [per_sample_rng(seed, i) for i in range(count)]
-        normals = [source.train_images[source.pick(rng)] for rng in rngs]
+        normals = [source.train_images[source.pick(rng)] if made.uses_normal_image else None for rng in rngs]
         columns.append([outline(x.image, x.mask) for x in made.generate_batch(normals, rngs)])
     return grid([list(row) for row in zip(*columns)], tile)
 

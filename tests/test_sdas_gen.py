@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -41,6 +43,28 @@ def test_raw_sdas_rows_record_strength(micro_model, tmp_path, capsys):
     assert ((0.1 <= s) & (s <= 0.2)).all() and len(set(s)) == 7
     assert set(table["steps"].to_pylist()) == {4} and table["mask"].null_count == 7
     assert table["source"].null_count == 7 and not any(table["upscaled"].to_pylist())
+    # provenance: a portable model id and the weights' sha256, never a path of this machine
+    weights = (micro_model / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert set(table["model"].to_pylist()) == {micro_model.name}
+    assert set(table["model_sha256"].to_pylist()) == {hashlib.sha256(weights).hexdigest()}
+    for column in table.column_names:
+        if pa.types.is_string(table.schema.field(column).type):
+            assert not any(str(v).startswith("/") or str(tmp_path) in str(v) for v in table[column].to_pylist())
+
+
+def test_raw_sdas_needs_no_data_for_a_category_with_a_model(tmp_path, capsys):
+    """The headline's shape: `synth gen --category bottle` with a bottle model and no dataset."""
+    root = tmp_path / "models"
+    save_model(build_unet("micro"), root / "bottle", ModelConfig(class_names=["bottle"], preset="micro", size=16))
+    out = tmp_path / "bottle-sdas"
+    status, _, err = run_cli(["gen", "--category", "bottle", "--models", root, "--size", 16, "--steps", 2,
+                              "-n", 3, "--out", out], capsys)
+    assert status == 0, err
+    table = pq.read_table(out / "data")
+    assert table.num_rows == 3 and table["source"].null_count == 3 and set(table["category"].to_pylist()) == {"bottle"}
+    status, _, err = run_cli(["gen", "--category", "bottle", "--models", root, "--size", 16, "--blend", "-n", 2,
+                              "--out", tmp_path / "blend"], capsys)
+    assert status == 2 and "bottle" in err  # blending needs the normal images: --data
 
 
 def test_fixed_strength_and_s_per_batch(micro_model, tmp_path, capsys):
@@ -126,14 +150,17 @@ def test_accelerate_launch_two_cpu_processes_same_bytes(micro_model, tmp_path, c
     assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
 
 
-def test_bundled_demo_model_loads_and_samples():
+@pytest.mark.parametrize("category", ["brick", "bottle", "metal_plate"])
+def test_bundled_models_load_and_sample(category, monkeypatch, tmp_path):
     from synth.diffusion.model import load_model
     from synth.diffusion.models import bundled_models
     from synth.diffusion.sampler import SDASSampler, image_generators
 
-    directory = find_model("brick")
-    assert directory == bundled_models()["brick"]
+    monkeypatch.setenv("SYNTH_MODELS", str(tmp_path))  # no local models: the bundled one is found
+    directory = find_model(category)
+    assert directory == bundled_models()[category]
     unet, config = load_model(directory)
-    assert config.preset == "tiny" and config.size == 64 and config.steps > 0
+    assert config.preset == "tiny" and config.size == 64 and config.steps > 0 and config.loss == "offset"
+    assert config.data is None or "/" not in config.data
     images = SDASSampler(unet, 2).sample(1, torch.zeros(1), image_generators(0, [0]))
     assert images.shape == (1, 3, 64, 64) and images.abs().max() <= 1.0 and images.std() > 0.05

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -14,9 +13,11 @@ from synth.diffusion.presets import PRESETS
 
 
 def _command_line() -> str:
-    """The command as typed, for the model card (arguments after the word "train")."""
+    """The command as typed, local paths replaced by their role, for the model card."""
+    from synth.provenance import portable_command
+
     args = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else sys.argv[1:]
-    return "synth train " + shlex.join(args)
+    return "synth train " + portable_command(args)
 
 
 @click.command("train")
@@ -42,12 +43,14 @@ def _command_line() -> str:
 @click.option("--loss", type=click.Choice(LOSSES), default=DEFAULT_LOSS, show_default=True,
               help="offset: offset noise so the image mean is learned (colour casts); mean: an image-mean "
                    "loss term; paper: RealNet's plain hybrid loss.")
+@click.option("--save-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Dtype of the saved weights (fp16 halves the size; sampling runs in fp32 or bf16 anyway).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a different model or a finished run in OUT.")
 def train(data: Path | None, category: str, layout: str | None, preset: str, steps: int, out: Path,
           batch_size: int | None, lr: float | None, seed: int, checkpoint_every: int, sample_every: int,
-          sample_steps: int, hflip: bool, precision: str, loss: str, threads: int | None, resume: bool,
+          sample_steps: int, hflip: bool, precision: str, loss: str, save_dtype: str, threads: int | None, resume: bool,
           overwrite: bool) -> None:
     """Train a DDPM on the normal images of a category (for the SDAS generator)."""
     import torch
@@ -61,5 +64,5 @@ def train(data: Path | None, category: str, layout: str | None, preset: str, ste
         out=out, category=category, preset=preset, steps=steps, data=data, layout=layout,
         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
         sample_every=sample_every, resume=resume, overwrite=overwrite, hflip=hflip, precision=precision,
-        loss=loss, sample_steps=sample_steps, command=_command_line()))
+        loss=loss, save_dtype=save_dtype, sample_steps=sample_steps, command=_command_line()))
     click.echo(f"model ({config.category}, {config.preset}, {config.steps} steps) saved in {out}")

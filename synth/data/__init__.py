@@ -13,10 +13,16 @@ __all__ = ["BUILTIN_CATEGORIES", "DEFAULT_CATEGORY", "LAYOUTS", "Category", "Tes
 
 
 def load_category(root: str | Path | None, category: str, layout: str | None = None,
-                  size: int = 256) -> Category:
-    """Load ``category`` from ``root`` (layout detected unless given), or a built-in one if root is None."""
+                  size: int = 256, needs_images: bool = True) -> Category:
+    """Load ``category`` from ``root`` (layout detected unless given), or a built-in one if root is None.
+
+    With ``needs_images=False`` (a generator that ignores the normal image, as raw SDAS) and no root,
+    a category that is not built in is returned empty instead of refused.
+    """
     if size < 8:
         raise SynthError(f"image size must be at least 8, got {size}")
+    if root is None and not needs_images and category not in BUILTIN_CATEGORIES:
+        return Category(category, size, [], [], layout="none")
     if root is None:
         if category not in BUILTIN_CATEGORIES:
             raise SynthError(f"unknown category {category!r} without --data; built-in categories: "

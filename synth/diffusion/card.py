@@ -70,7 +70,15 @@ def loss_curve(losses: list[float], width: int = 640, height: int = 320) -> np.n
     return canvas
 
 
-def model_card(config: ModelConfig, command: str, seconds: float, final_loss: float | None) -> str:
+LOSS_NOTES = {
+    "paper": "RealNet's plain hybrid loss",
+    "offset": "hybrid loss with offset noise, so the image-wide mean is learned",
+    "mean": "hybrid loss plus an image-mean term",
+}
+
+
+def model_card(config: ModelConfig, command: str, seconds: float, final_loss: float | None,
+               source_license: str = "") -> str:
     """README.md of a model directory."""
     preset = get_preset(config.preset)
     kind = "class-conditional" if config.num_classes else "single-category"
@@ -92,6 +100,8 @@ generator of synth samples it with a strength s to make anomalies (RealNet, CVPR
 | preset | {config.preset} ({config.size}x{config.size}, channels {list(preset.block_out_channels)}) |
 | training steps | {config.steps} |
 | data | {config.data or "built-in (scikit-image photos)"} |
+| licence of the training images | {source_license or "unknown: check the source dataset's licence"} |
+| training loss | `{config.loss}` ({LOSS_NOTES.get(config.loss, config.loss)}) |
 | training time | {seconds / 60:.1f} min |
 | final loss (mean of the last 100 steps) | {loss} |
 | weights | EMA (decay min(0.9999, (1+n)/(10+n))) |
@@ -104,4 +114,8 @@ Load it with `UNet2DModel.from_pretrained(DIR)` or `synth.diffusion.load_model(D
 ![training loss](loss.png)
 
 Samples (s = 0) during training are in `samples/`.
+
+The weights are derived from the training images and inherit their licence terms (for MVTec AD:
+CC BY-NC-SA 4.0, non-commercial). `synth score DIR --data ROOT --category NAME` reports how real
+its samples look (colour error, KID against the real images, per-scale ε slopes).
 """

@@ -74,7 +74,11 @@ def save_model(unet: UNet2DModel, directory: Path, config: ModelConfig,
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> tuple[UNet2DModel, ModelConfig]:
-    """The UNet (eval mode, on ``device`` in ``dtype``) and its synth config from a model directory."""
+    """The UNet (eval mode, on ``device`` in ``dtype``) and its synth config from a model directory.
+
+    On a CPU the weights are converted to channels-last, which oneDNN runs 8-14% faster here
+    (benchmarks/sdas.py); the values are the same, the summation order may differ.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise SynthError(f"model directory {directory} does not exist")
@@ -83,4 +87,7 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu",
         unet = UNet2DModel.from_pretrained(directory, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as error:
         raise SynthError(f"cannot load the UNet in {directory}: {str(error).splitlines()[0]}") from None
-    return unet.to(device).eval(), config
+    unet = unet.to(device).eval()
+    if torch.device(device).type == "cpu":
+        unet = unet.to(memory_format=torch.channels_last)
+    return unet, config

@@ -21,6 +21,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from synth.data import DEFAULT_CATEGORY
+from synth.data.layouts import license_note
 from synth.diffusion.card import grid, loss_curve, model_card, write_png
 from synth.diffusion.data import TrainingSet, load_training_set, resolve_categories
 from synth.diffusion.losses import DEFAULT_LOSS, hybrid_loss, training_noise
@@ -59,6 +60,7 @@ class TrainOptions:
     hflip: bool = False
     precision: str = "auto"  # auto (bf16 where the device runs it fast, else fp32), fp32 or bf16
     loss: str = DEFAULT_LOSS  # training remedy: offset, mean, or paper (plain hybrid loss)
+    save_dtype: str = "fp32"  # dtype of the saved weights: fp32, or fp16 to ship small
     sample_steps: int = 50
     num_samples: int = 16
     progress: bool = True
@@ -184,7 +186,8 @@ def train(options: TrainOptions) -> ModelConfig:
     out = Path(options.out)
     data_root = Path(options.data) if options.data is not None else None
     class_names = resolve_categories(options.category, data_root)
-    config = ModelConfig(class_names, preset.name, preset.size, 0, str(data_root) if data_root else None,
+    # the data root's folder name only: model configs and cards are shared, machine paths are not
+    config = ModelConfig(class_names, preset.name, preset.size, 0, data_root.name if data_root else None,
                          loss=options.loss)
     check_output(out, config, options.resume, options.overwrite)
     run_options = dict(seed=options.seed, batch_size=options.batch_size or preset.batch_size,
@@ -255,9 +258,11 @@ def train(options: TrainOptions) -> ModelConfig:
     config.steps = step
     if accelerator.is_main_process:
         ema.copy_to(eval_unet.parameters())
-        save_model(eval_unet, out, config)
+        save_model(eval_unet, out, config, torch.float16 if options.save_dtype == "fp16" else None)
         write_png(out / "loss.png", loss_curve(losses))
         final = float(np.mean(losses[-100:])) if losses else None
-        (out / "README.md").write_text(model_card(config, options.command, time.perf_counter() - started, final))
+        licence = license_note(data_root, class_names[0]) if len(class_names) == 1 else ""
+        (out / "README.md").write_text(model_card(config, options.command, time.perf_counter() - started, final,
+                                                  licence))
     accelerator.wait_for_everyone()
     return config
