@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from synth.backbones import DEFAULT_BACKBONE
@@ -109,11 +110,21 @@ class Detector(ABC):
         if cls is not Detector and detector_class is not cls:
             raise SynthError(f"{directory} holds a {name} model, not {cls.name}")
         detector = detector_class(make_config(detector_class, settings))
-        if not (directory / WEIGHTS_FILE).is_file():
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
             raise SynthError(f"{directory} has no {WEIGHTS_FILE}")
-        detector.load_state_tensors(load_file(str(directory / WEIGHTS_FILE)))
+        try:
+            detector.load_state_tensors(load_file(str(weights)))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise SynthError(f"{weights} is not a readable safetensors file ({_first_line(error)})") from None
+        except (KeyError, RuntimeError) as error:
+            raise SynthError(f"{weights} does not hold a fitted {name} ({_first_line(error)})") from None
         detector.fitted = True
         return detector
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 D = TypeVar("D", bound=type[Detector])
@@ -138,8 +149,22 @@ def make_config(detector_class: type[Detector], settings: dict[str, Any], paper:
     unknown = sorted(set(settings) - set(fields))
     if unknown:
         raise SynthError(f"{detector_class.name} has no setting {unknown[0]!r}; settings: {', '.join(fields)}")
-    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
+    settings = typed_settings(detector_class, settings)
     return detector_class.paper_config(**settings) if paper else detector_class.config_class(**settings)
+
+
+def typed_settings(detector_class: type[Detector], settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` converted to the types of the config's fields (lists to tuples, ints to floats) by
+    pydantic; a value that does not fit (``coreset_ratio=abc``) is an error."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        config = TypeAdapter(detector_class.config_class).validate_python(settings)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        key = str(problem["loc"][0])
+        raise SynthError(f"{detector_class.name} setting {key}={settings.get(key)!r}: {problem['msg']}") from None
+    return {key: getattr(config, key) for key in settings}
 
 
 def create_detector(name: str, paper: bool = False, **settings: Any) -> Detector:

@@ -21,11 +21,13 @@ from detectors.base import Detector, create_detector
 from detectors.data import TrainingSet
 from detectors.metrics import evaluate
 from synth.data import Category
+from synth.data.images import read_pair
 from synth.errors import SynthError
 
 METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",
                   "pixel_ap": "pixel AP", "image_f1_max": "image F1-max"}
 OUTLINE = (0, 255, 0)  # ground-truth outline colour (RGB)
+RESULT_ENTRIES = ("results.json", "results.md", "models", "overlays")  # what a results directory holds
 
 
 @dataclass
@@ -41,7 +43,7 @@ class TestSet:
     def from_category(cls, category: Category, size: int) -> "TestSet":
         if not category.test:
             raise SynthError(f"category {category.name!r} has no test images")
-        loaded = [item.load(size) for item in category.test]
+        loaded = [read_pair(item.path, item.mask_path if item.label else None, size) for item in category.test]
         return cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
                    np.array([item.label for item in category.test]), [item.defect for item in category.test])
 
@@ -124,8 +126,7 @@ def run_bench(category: Category, names: Sequence[str], out: str | Path, train: 
               overlays: int = 4, overwrite: bool = False) -> list[Result]:
     """Fit and evaluate each detector in ``names`` on ``category``; write results under ``out``."""
     out = Path(out)
-    if (out / "results.json").exists() and not overwrite:
-        raise SynthError(f"{out} already holds results; pass --overwrite to replace them")
+    check_results_dir(out, overwrite)
     detectors = [create_detector(name, paper, **(settings or {}).get(name, {})) for name in names]
     test = TestSet.from_category(category, train.size)
     normal_only = TrainingSet(train.normal)
@@ -140,6 +141,20 @@ def run_bench(category: Category, names: Sequence[str], out: str | Path, train: 
                               len(data.normal), len(data.anomalous), asdict(detector.config)))
     write_results(out, category, results)
     return results
+
+
+def check_results_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory that holds anything but bench results, or results without ``overwrite``."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise SynthError(f"--out {out} is not a directory")
+    others = sorted(p.name for p in out.iterdir() if p.name not in RESULT_ENTRIES and not p.name.startswith("."))
+    if others:
+        raise SynthError(f"{out} is not a results directory (it holds {others[0]}"
+                         f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); choose a new or empty --out")
+    if (out / "results.json").exists() and not overwrite:
+        raise SynthError(f"{out} already holds results; pass --overwrite to replace them")
 
 
 def write_results(out: Path, category: Category, results: Sequence[Result]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,14 +13,16 @@ import torch
 
 from synth.backbones import BACKBONES
 from detectors.base import DETECTORS, create_detector, load_detector
-from detectors.bench import (METRIC_COLUMNS, Result, TestSet, fit_detector, markdown_table, run_bench,
-                             score_test_set, write_overlays)
+from detectors.bench import (METRIC_COLUMNS, Result, TestSet, check_results_dir, fit_detector, markdown_table,
+                             run_bench, score_test_set, write_overlays)
 from detectors.data import TrainingSet, training_set
 from synth.data import Category, load_category
 from synth.cli import run_command_line
 from synth.errors import SynthError
+from synth.shards import completed_shards, read_manifest
 
 DEFAULT_ANOMALY_FRACTION = 0.25
+log = logging.getLogger("detectors")
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
@@ -63,8 +66,18 @@ def common_settings(backbone: str | None, weights: Path | None) -> dict[str, Any
     return {**settings, "backbone_weights": str(weights)} if weights else settings
 
 
+def warn_incomplete(anomalies: Sequence[str]) -> None:
+    """One warning line per local synth dataset that is not complete (a killed or running `synth gen`)."""
+    for source in anomalies:
+        manifest = read_manifest(Path(source)) if Path(source).is_dir() else None
+        if manifest is not None and not manifest.get("complete"):
+            log.warning("%s is incomplete (%d of %s shards written): training on part of it; finish it with "
+                        "`synth gen ... --resume`", source, len(completed_shards(source)), manifest.get("num_shards", "?"))
+
+
 def load_training(category: Category, anomalies: Sequence[str], anomaly_fraction: float | None,
                   max_anomalies: int | None) -> TrainingSet:
+    warn_incomplete(anomalies)
     fraction = anomaly_fraction if anomaly_fraction is not None else (DEFAULT_ANOMALY_FRACTION if anomalies else 0.0)
     return training_set(category, anomalies, fraction, max_anomalies)
 
@@ -104,6 +117,8 @@ def fit(name, root, category, size, backbone, weights, anomalies, anomaly_fracti
 @click.option("--overwrite", is_flag=True)
 def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     """Score a category's test set with a fitted model and print the metrics."""
+    if out and (out / "metrics.json").exists() and not overwrite:
+        raise SynthError(f"{out} already holds metrics; pass --overwrite to replace them")
     detector = load_detector(model)
     size = detector.config.size or 256
     test = TestSet.from_category(load_category(root, category, size=size), size)
@@ -111,8 +126,6 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     result = Result(detector.name, metrics, None, seconds, len(test.images) / seconds, 0, 0, asdict(detector.config))
     click.echo(markdown_table([result]), nl=False)
     if out:
-        if (out / "metrics.json").exists() and not overwrite:
-            raise SynthError(f"{out} already holds metrics; pass --overwrite to replace them")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"model": str(model), "category": category, "size": size,
                                                       "score_seconds": seconds, **metrics}, indent=2) + "\n")
@@ -139,6 +152,7 @@ def bench(names, root, category, size, backbone, weights, anomalies, anomaly_fra
         if name not in settings or not field:
             raise SynthError(f"--set {key}: expected DETECTOR.KEY with DETECTOR one of {', '.join(names)}")
         settings[name][field] = value
+    check_results_dir(out, overwrite)
     category_data = load_category(root, category, size=size)
     train = load_training(category_data, anomalies, anomaly_fraction, max_anomalies)
     results = run_bench(category_data, names, out, train, settings, paper, overlays, overwrite)

@@ -5,13 +5,30 @@ AUPRO follows the MVTec AD definition (Bergmann et al.): the ground-truth region
 region's pixels above the threshold) is averaged over all regions of the test set and the FPR is
 taken over all normal pixels; the PRO-vs-FPR curve is integrated up to FPR 0.3 (the curve is
 interpolated linearly at 0.3) and divided by 0.3.
+
+The pixel metrics never sort all pixels together. Every one of them is a sum over (anomalous,
+normal) pixel pairs ordered by score, so it is computed from the sorted normal scores and a binary
+search per anomalous pixel, with ties counted half as the threshold curves count them:
+
+* pixel AUROC = mean over pairs of [a > n] + 0.5 [a = n] (integer counts, one division);
+* AUPRO: each normal pixel above the FPR limit moves the curve right by 1 / (normal pixels), at the
+  height of the PRO just above its score plus half the PRO of anomalous pixels tied with it (the
+  trapezoid over a threshold shared by both); only the normal pixels above the limit are sorted,
+  and the group straddling the limit gives the interpolated end piece;
+* pixel AP = mean over anomalous pixels of the precision at their score.
+
+The values equal scikit-learn's and the official MVTec AD evaluation code's (a reference
+re-implementation is in benchmarks/metrics.py and tests/test_detectors_metrics.py) up to rounding,
+far below 1e-8.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from synth.errors import SynthError
 
@@ -38,58 +55,145 @@ def image_f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(f1.max())
 
 
+def _float_maps(maps: np.ndarray) -> np.ndarray:
+    """Scores as float32 or float64 (kept as given: converting would not change any order or tie)."""
+    maps = np.asarray(maps)
+    if maps.dtype not in (np.float32, np.float64):
+        maps = maps.astype(np.float64)
+    if np.isnan(maps).any():
+        raise SynthError("anomaly maps contain NaN")
+    return maps
+
+
+class PixelScores:
+    """The pixels of a test set split by ground truth, with the sorted scores the pixel metrics share."""
+
+    def __init__(self, masks: np.ndarray, maps: np.ndarray, what: str = "pixel metrics") -> None:
+        self.masks = np.asarray(masks) > 0
+        self.maps = _float_maps(maps)
+        if self.masks.shape != self.maps.shape:
+            raise SynthError(f"masks {self.masks.shape} and maps {self.maps.shape} differ in shape")
+        self.anomalous = self.maps[self.masks]
+        self.normal = self.maps[~self.masks]
+        if not len(self.anomalous) or not len(self.normal):
+            raise SynthError(f"{what} needs both normal and anomalous pixels")
+
+    @cached_property
+    def normal_sorted(self) -> np.ndarray:
+        return np.sort(self.normal)
+
+    @cached_property
+    def anomalous_sorted(self) -> np.ndarray:
+        return np.sort(self.anomalous)
+
+    def normal_below(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Numbers of normal pixels scored below each value, and at most each value."""
+        return (np.searchsorted(self.normal_sorted, values, "left"),
+                np.searchsorted(self.normal_sorted, values, "right"))
+
+    def auroc(self) -> float:
+        below, at_most = self.normal_below(self.anomalous_sorted)
+        pairs = 2 * len(self.anomalous) * len(self.normal)
+        return float((int(below.sum(dtype=np.int64)) + int(at_most.sum(dtype=np.int64))) / pairs)
+
+    def average_precision(self) -> float:
+        values = self.anomalous_sorted
+        anomalous_above = len(values) - np.searchsorted(values, values, "left")  # at or above each value
+        normal_above = len(self.normal) - np.searchsorted(self.normal_sorted, values, "left")
+        return float(np.mean(anomalous_above / (anomalous_above + normal_above)))
+
+    @cached_property
+    def region_weights(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per anomalous pixel (in ``anomalous`` order) its region's index; 1 / size of each region; the region count."""
+        within_each_image = np.zeros((3, 3, 3), dtype=int)
+        within_each_image[1] = EIGHT_CONNECTED  # 8-connected in every mask, never across masks
+        components, regions = ndimage.label(self.masks, structure=within_each_image)
+        region = components[self.masks] - 1
+        return region, 1.0 / np.bincount(region, minlength=regions), regions
+
+    def aupro(self, max_fpr: float = 0.3) -> float:
+        """MVTec AD's AUPRO: area under PRO(FPR) for FPR in [0, max_fpr], divided by max_fpr."""
+        if not 0 < max_fpr <= 1:
+            raise SynthError(f"the FPR limit must be in (0, 1], got {max_fpr}")
+        region, inverse_size, regions = self.region_weights
+        normal = len(self.normal)
+        # The first count of normal pixels above a threshold whose FPR passes the limit, as the curve's x.
+        crossing = min(max(int(np.floor(max_fpr * normal)), 1), normal)
+        while crossing > 1 and (crossing - 1) / normal > max_fpr:
+            crossing -= 1
+        while crossing / normal <= max_fpr and crossing < normal:
+            crossing += 1
+        if "normal_sorted" in self.__dict__:  # sorted already (evaluate): take the top
+            threshold = self.normal_sorted[normal - crossing]
+            start = np.searchsorted(self.normal_sorted, threshold, "right")
+            top = self.normal_sorted[start:]
+        else:
+            threshold = np.partition(self.normal, normal - crossing)[normal - crossing]
+            top = np.sort(self.normal[self.normal > threshold])
+        # Full steps: for each anomalous pixel, the normal pixels above the threshold scored below it
+        # (counted once) and tied with it (counted half), summed per region as exact integers.
+        left, right = np.searchsorted(top, self.anomalous, "left"), np.searchsorted(top, self.anomalous, "right")
+        per_region = np.bincount(region, weights=left + right, minlength=regions)
+        area = float(per_region @ inverse_size) / (2 * regions * normal)
+        # End piece: the normal pixels tied at the threshold straddle the limit; interpolate linearly.
+        above = len(top)
+        tied = int(np.count_nonzero(self.normal == threshold))
+        weights = inverse_size[region]
+        pro_above = float(weights[self.anomalous > threshold].sum()) / regions
+        pro_tied = float(weights[self.anomalous == threshold].sum()) / regions
+        width = max_fpr - above / normal
+        area += width * (pro_above + 0.5 * pro_tied * width / (tied / normal))
+        return area / max_fpr
+
+    def pro_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """FPR and mean per-region overlap at every distinct threshold (descending), both starting at 0."""
+        region, inverse_size, regions = self.region_weights
+        scores = np.concatenate([self.anomalous, self.normal])
+        order = np.argsort(scores)[::-1]  # ties are merged below, so the sort need not be stable
+        weights = np.concatenate([inverse_size[region], np.zeros(len(self.normal))])[order]
+        scores = scores[order]
+        fpr = np.cumsum(order >= len(self.anomalous)) / len(self.normal)
+        pro = np.cumsum(weights) / regions
+        last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+        return np.r_[0.0, fpr[last_of_each_score]], np.r_[0.0, pro[last_of_each_score]]
+
+
 def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
     """ROC AUC over all pixels of all test images (masks: nonzero = anomalous)."""
-    return float(roc_auc_score(*_prepared(masks, maps, "pixel AUROC")))
+    return PixelScores(masks, maps, "pixel AUROC").auroc()
 
 
 def pixel_ap(masks: np.ndarray, maps: np.ndarray) -> float:
     """Average precision over all pixels of all test images."""
-    return float(average_precision_score(*_prepared(masks, maps, "pixel AP")))
+    return PixelScores(masks, maps, "pixel AP").average_precision()
 
 
 def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """FPR and mean per-region overlap at every distinct threshold (descending), both starting at 0."""
-    masks, maps = np.asarray(masks) > 0, np.asarray(maps, np.float64)
-    if masks.shape != maps.shape or masks.ndim != 3:
-        raise SynthError(f"masks {masks.shape} and maps {maps.shape} must both be (N, H, W)")
-    # Each anomalous pixel adds 1 / (region size x number of regions) to the PRO when it passes the
-    # threshold, each normal pixel adds 1 / (number of normal pixels) to the FPR.
-    weights_pro = np.zeros(masks.shape, np.float64)
-    regions = 0
-    for index, mask in enumerate(masks):
-        components, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
-        sizes = np.bincount(components.ravel())
-        weights_pro[index] = np.where(components > 0, 1.0 / sizes[components], 0.0)
-        regions += count
-    normal = ~masks
-    if regions == 0 or not normal.any():
-        raise SynthError("AUPRO needs anomalous regions and normal pixels in the ground truth")
-    order = np.argsort(-maps.ravel(), kind="stable")
-    scores = maps.ravel()[order]
-    fpr = np.cumsum(normal.ravel()[order]) / normal.sum()
-    pro = np.cumsum(weights_pro.ravel()[order]) / regions
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    return np.r_[0.0, fpr[last_of_each_score]], np.r_[0.0, pro[last_of_each_score]]
+    return _aupro_pixels(masks, maps).pro_curve()
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
     """Area under the PRO curve for FPR in [0, max_fpr], divided by max_fpr."""
-    fpr, pro = pro_curve(masks, maps)
-    end = np.searchsorted(fpr, max_fpr, side="right")
-    x, y = fpr[:end], pro[:end]
-    if end < len(fpr) and x[-1] < max_fpr:  # close the curve at exactly max_fpr
-        y_end = np.interp(max_fpr, fpr[end - 1:end + 1], pro[end - 1:end + 1])
-        x, y = np.r_[x, max_fpr], np.r_[y, y_end]
-    return float(np.trapezoid(y, x) / max_fpr)
+    return _aupro_pixels(masks, maps).aupro(max_fpr)
+
+
+def _aupro_pixels(masks: np.ndarray, maps: np.ndarray) -> PixelScores:
+    masks, maps = np.asarray(masks), np.asarray(maps)
+    if masks.shape != maps.shape or masks.ndim != 3:
+        raise SynthError(f"masks {masks.shape} and maps {maps.shape} must both be (N, H, W)")
+    if not (masks > 0).any() or (masks > 0).all():
+        raise SynthError("AUPRO needs anomalous regions and normal pixels in the ground truth")
+    return PixelScores(masks, maps, "AUPRO")
 
 
 def evaluate(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray, maps: np.ndarray) -> dict[str, float]:
-    """All metrics for a test set: image labels/scores and pixel masks/maps (N, H, W)."""
+    """All metrics for a test set: image labels/scores and pixel masks/maps (N, H, W); one sort serves all pixel metrics."""
+    pixels = _aupro_pixels(masks, maps)
     return {
         "image_auroc": image_auroc(labels, scores),
         "image_f1_max": image_f1_max(labels, scores),
-        "pixel_auroc": pixel_auroc(masks, maps),
-        "pixel_ap": pixel_ap(masks, maps),
-        "aupro_0.3": aupro(masks, maps),
+        "pixel_auroc": pixels.auroc(),
+        "pixel_ap": pixels.average_precision(),
+        "aupro_0.3": pixels.aupro(),
     }

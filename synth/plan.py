@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 import synth
 from synth import distributed
-from synth.data import BUILTIN_CATEGORIES, Category, load_category
+from synth.data import Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
@@ -169,13 +169,9 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
 
 
 def load_source(plan: GenerationPlan, generator: Generator) -> Category:
-    """The category's normal images; an empty category when none are needed and no --data is given.
-
-    Raw SDAS images need only a model, so `synth gen --category bottle` works without a dataset.
-    """
-    if plan.data is None and not generator.uses_normal_image and plan.category not in BUILTIN_CATEGORIES:
-        return Category(plan.category, plan.size, [], [], layout="none")
-    return load_category(plan.data, plan.category, plan.layout, plan.size)
+    """The category's normal images; none when the generator ignores them and no --data is given
+    (raw SDAS needs only a model, so `synth gen --category bottle` works without a dataset)."""
+    return load_category(plan.data, plan.category, plan.layout, plan.size, generator.uses_normal_image)
 
 
 class _ReadKeys(dict):

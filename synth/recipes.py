@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth.data.layouts import detect_layout
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
+from synth.masks import RULES
 from synth.plan import GenerationPlan
+from synth.provenance import path_roles, portable_command
 from synth.shards import read_manifest
 from synth.strength import parse_strength
 
@@ -48,6 +52,10 @@ def load_recipe(path: Path) -> Recipe:
     if not categories:
         raise SynthError(f"recipe {path} lists no [categories.NAME] tables")
     layout = head.get("layout")
+    for name, table in categories.items():
+        if table.get("foreground") not in (None, *RULES):
+            raise SynthError(f"recipe {path}: category {name} has unknown foreground rule {table['foreground']!r}; "
+                             f"choose from {', '.join(RULES)}")
     return Recipe(
         name=head.get("name", Path(path).stem), layout=None if layout == "builtin" else layout,
         data=Path(head["data"]) if head.get("data") else None, size=int(head.get("size", 256)),
@@ -71,8 +79,18 @@ def select(recipe: Recipe, only: str | None) -> list[CategoryRecipe]:
     return [known[name] for name in wanted]
 
 
+def check_data(data: Path | None, categories: list[CategoryRecipe]) -> None:
+    """Raise unless ``data`` (when given) is a folder holding each of ``categories``."""
+    if data is None:
+        return
+    if not Path(data).is_dir():
+        raise SynthError(f"data directory {data} does not exist")
+    for category in categories:
+        detect_layout(Path(data), category.name)
+
+
 def generation_plan(recipe: Recipe, category: CategoryRecipe, data: Path | None, models: Path,
-                    out_root: Path, command: str) -> GenerationPlan:
+                    out_root: Path, command: Sequence[str]) -> GenerationPlan:
     """The SDAS generation of one category; resumes a dataset that was started before."""
     out = out_root / f"{category.name}-sdas"
     manifest = read_manifest(out)
@@ -89,19 +107,24 @@ def is_finished(plan: GenerationPlan) -> bool:
 
 
 def run_recipe(recipe: Recipe, data: Path | None, models: Path, out_root: Path, only: str | None = None,
-               dry_run: bool = False, command: str = "", echo=print) -> None:
-    """Train each selected category's missing model, then write (or finish) its SDAS dataset."""
+               dry_run: bool = False, command: Sequence[str] = (), echo=print) -> None:
+    """Train each selected category's missing model, then write (or finish) its SDAS dataset.
+
+    ``command`` is the command line, word by word; what is recorded has its local paths replaced.
+    """
     from synth.diffusion.models import find_model
     from synth.plan import run_plan
 
     data = data or recipe.data
-    for category in select(recipe, only):
+    categories = select(recipe, only)
+    check_data(data, categories)
+    for category in categories:
         try:
             model = find_model(category.name, root=models)
             training = None
         except SynthError:
             model = models / category.name
-            training = _train_options(recipe, category, data, model, command)
+            training = _train_options(recipe, category, data, model, portable_command(command, path_roles(recipe.layout)))
         plan = generation_plan(recipe, category, data, models, out_root, command)
         if training is not None:
             echo(f"{category.name}: train {training.preset} for {training.steps} steps -> {model}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,7 @@ def test_visa_layout(tmp_path):
     assert category.test[0].label == 1 and category.test[0].load(16)[1].max() == 255
 
 
-def test_folder_layout_converts_gray_and_rgba_and_skips_corrupt(tmp_path):
+def test_folder_layout_converts_gray_and_rgba_and_skips_corrupt(tmp_path, caplog):
     rng = np.random.default_rng(0)
     folder = tmp_path / "parts"
     write_image(folder / "a.png", noise_image(rng))
@@ -61,8 +63,9 @@ def test_folder_layout_converts_gray_and_rgba_and_skips_corrupt(tmp_path):
     rgba[..., 3] = 255
     write_image(folder / "c.png", rgba)
     (folder / "d.png").write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match="skipping"):
+    with caplog.at_level(logging.WARNING, logger="synth"):
         category = load_category(tmp_path, "parts", size=20)
+    assert "skipping: cannot read image" in caplog.text and "skipped 1 of 4 images" in caplog.text
     assert category.layout == "folder" and len(category) == 3
     assert all(image.shape == (20, 20, 3) for image in category.train_images)
     gray = category.train_images[1]
@@ -91,7 +94,7 @@ def test_bad_data_errors(tmp_path, mvtec_tree, root, category, message):
 def test_all_corrupt_is_an_error(tmp_path):
     (tmp_path / "parts").mkdir()
     (tmp_path / "parts/a.png").write_bytes(b"junk")
-    with pytest.raises(SynthError, match="no readable images"), pytest.warns(UserWarning):
+    with pytest.raises(SynthError, match="no readable images"):
         load_category(tmp_path, "parts")
 
 

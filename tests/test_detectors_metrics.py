@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from detectors.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
 from synth.errors import SynthError
+
+
+def _load_reference():
+    """benchmarks/metrics.py: the official MVTec AD AUPRO re-implemented, and the random maps with ties."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "metrics.py"
+    spec = importlib.util.spec_from_file_location("metrics_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference = _load_reference()
 
 
 def test_image_auroc_by_hand_and_against_sklearn():
@@ -79,3 +94,32 @@ def test_evaluate_reports_every_metric():
     result = evaluate(np.array([1, 0]), maps.reshape(2, -1).max(1), masks, maps)
     assert set(result) == {"image_auroc", "image_f1_max", "pixel_auroc", "pixel_ap", "aupro_0.3"}
     assert result["image_auroc"] == 1.0 and result["image_f1_max"] == 1.0
+
+
+@pytest.mark.parametrize("seed, levels", [(0, 6), (1, 16), (2, 256), (3, 1 << 20)])
+def test_pixel_metrics_equal_the_references_on_maps_with_ties(seed, levels):
+    masks, maps = reference.random_maps(12, 40, seed, levels)  # few levels: many ties, also across classes
+    assert pixel_auroc(masks, maps) == pytest.approx(reference.reference_pixel_auroc(masks, maps), abs=1e-8)
+    assert pixel_ap(masks, maps) == pytest.approx(reference.reference_pixel_ap(masks, maps), abs=1e-8)
+    for max_fpr in (0.3, 0.05, 0.5, 1.0):
+        assert aupro(masks, maps, max_fpr) == pytest.approx(reference.reference_aupro(masks, maps, max_fpr), abs=1e-8)
+    fpr, pro = pro_curve(masks, maps)
+    reference_fpr, reference_pro = reference.reference_pro_curve(maps, masks)
+    np.testing.assert_allclose(fpr, reference_fpr, atol=1e-12)
+    np.testing.assert_allclose(pro, reference_pro, atol=1e-12)
+    result = evaluate((masks > 0).any(axis=(1, 2)), maps.reshape(12, -1).max(1), masks, maps.astype(np.float64))
+    assert result["aupro_0.3"] == pytest.approx(reference.reference_aupro(masks, maps), abs=1e-8)
+    assert result["pixel_auroc"] == pytest.approx(reference.reference_pixel_auroc(masks, maps), abs=1e-8)
+
+
+def test_aupro_when_a_curve_point_lies_on_the_limit():
+    # 10 normal pixels, 3 regions: the 3 normal pixels scored 9, 8, 8 give FPR 3/10 == 0.3 exactly (no
+    # interpolation at 0.3); anomalous pixels are tied with normal ones at 9, 7 and 1.
+    masks = np.array([[[0, 0, 0, 0, 0, 1, 1, 0]], [[1, 1, 0, 0, 1, 1, 0, 0]]], np.uint8) * 255
+    maps = np.array([[[9, 8, 7, 1, 1, 9, 7, 0]], [[1, 5, 0, 0, 1, 2, 8, 3]]], np.float32)
+    fpr, _ = reference.reference_pro_curve(maps, masks)
+    assert 0.3 in fpr
+    for limit in (0.3, 0.2, 0.35, 0.7, 1.0):
+        assert aupro(masks, maps, limit) == pytest.approx(reference.reference_aupro(masks, maps, limit), abs=1e-12)
+    with pytest.raises(SynthError, match="NaN"):
+        aupro(masks, np.where(masks > 0, np.nan, maps))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from synth import distributed
+from synth.cli import command_words
 from synth.cli.options import data_options, generator_options, generator_settings
 from synth.plan import GenerationPlan, default_output_dir, run_plan
 
@@ -19,7 +18,7 @@ from synth.plan import GenerationPlan, default_output_dir, run_plan
 @click.option("-n", "num_samples", type=int, default=10000, show_default=True, help="Number of samples.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: CATEGORY-GENERATOR].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--shard-size", type=int, default=1000, show_default=True, help="Rows per Parquet shard.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Samples per generator call.")
 @click.option("--num-processes", type=int, default=1, show_default=True, help="Worker processes.")
@@ -34,7 +33,7 @@ def command(num_samples: int, out: Path | None, seed: int, shard_size: int, batc
         layout=options["layout"], size=options["size"], num_samples=num_samples,
         out=out or default_output_dir(options["category"], options["generator"]), seed=seed,
         shard_size=shard_size, batch_size=batch_size, settings=settings, resume=resume,
-        overwrite=overwrite, command=shlex.join(["synth", *sys.argv[1:]]),
+        overwrite=overwrite, command=command_words(),
     )
     out_dir = run_plan(plan, num_processes=num_processes)
     if distributed.world()[0] == 0:

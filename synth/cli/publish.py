@@ -15,10 +15,12 @@ from synth.shards.publish import publish
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
 def command(directory: Path, repo_id: str, private: bool, dry_run: bool) -> None:
-    """Upload DIRECTORY (shards, dataset card, manifest) as a Hub dataset."""
-    files = publish(directory, repo_id, private=private, dry_run=dry_run)
-    for name in files:
-        click.echo(str(name))
-    size = sum((directory / f).stat().st_size for f in files)
+    """Upload DIRECTORY's dataset (the card, manifest and shards it lists; nothing else) as a Hub dataset."""
+    plan = publish(directory, repo_id, private=private, dry_run=dry_run)
+    for name in plan.files:
+        click.echo(name)
+    for name, reason in plan.skipped:
+        click.echo(f"skipped {name} ({reason})")
     verb = "would upload" if dry_run else "uploaded"
-    click.echo(f"{verb} {len(files)} files ({size / 1e6:.1f} MB) to https://huggingface.co/datasets/{repo_id}")
+    click.echo(f"{verb} {len(plan.files)} files ({plan.num_bytes / 1e6:.1f} MB) to "
+               f"https://huggingface.co/datasets/{repo_id}" + (f"; skipped {len(plan.skipped)}" if plan.skipped else ""))

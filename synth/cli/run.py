@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
+from synth.cli import command_words
 from synth.diffusion.models import models_root
 from synth.recipes import load_recipe, run_recipe
 
@@ -25,4 +24,4 @@ def command(recipe: Path, only: str | None, data: Path | None, models: Path | No
     """Run RECIPE: per category, train the DDPM if missing, then write its SDAS dataset (resumable)."""
     loaded = load_recipe(recipe)
     run_recipe(loaded, data, models_root(models), out or Path(loaded.name), only, dry_run,
-               shlex.join(["synth", *sys.argv[1:]]), echo=click.echo)
+               command_words(), echo=click.echo)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -11,6 +14,14 @@ import numpy as np
 from synth.errors import SynthError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+log = logging.getLogger("synth")
+
+
+@lru_cache(maxsize=None)
+def warn_once(text: str) -> None:
+    """Log ``text`` once per process (a category is read more than once per run)."""
+    log.warning(text)
 
 
 def is_image_file(path: Path) -> bool:
@@ -49,10 +60,29 @@ def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) ->
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own warnings (e.g. one per truncated PNG): synth reports unreadable files itself."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def decode_file(path: Path, flag: int) -> np.ndarray | None:
+    """The decoded image file, or None when it is missing, empty or undecodable."""
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None or not data.size:
+        return None
+    with quiet_opencv():
+        return cv2.imdecode(data, flag)
+
+
 def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8, optionally resized; raise ``SynthError`` if unreadable."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    image = decode_file(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SynthError(f"cannot read image {path}")
     if image.ndim == 3 and image.shape[2] >= 3:
@@ -61,27 +91,39 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     return resize(image, size) if size else image
 
 
-def read_mask(path: Path | None, size: int, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ground-truth mask as HxW uint8 {0, 255}; an absent mask is all zeros."""
+def read_mask(path: Path | None, size: int, shape: tuple[int, int] | None = None,
+              image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a ground-truth mask as HxW uint8 {0, 255}; an absent mask is all zeros. With
+    ``image_shape`` (its image's HxW before resizing), a mask of another size is an error."""
     if path is None:
         return np.zeros(shape or (size, size), np.uint8)
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    mask = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data is not None and data.size else None
+    mask = decode_file(path, cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise SynthError(f"cannot read mask {path}")
+    if image_shape is not None and mask.shape != tuple(image_shape):
+        raise SynthError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                         f"{image_shape[1]}x{image_shape[0]}")
     mask = resize(mask, size, cv2.INTER_NEAREST)
     return np.where(mask > 127, 255, 0).astype(np.uint8)
 
 
+def read_pair(image_path: Path, mask_path: Path | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its mask (all zeros when None) at size x size; a mask of another size is an error."""
+    image = read_rgb(image_path)
+    return resize(image, size), read_mask(mask_path, size, image_shape=image.shape[:2])
+
+
 def read_many(paths: list[Path], size: int, what: str) -> tuple[list[np.ndarray], list[Path]]:
-    """Read images, skipping unreadable ones with a warning; error if none are left."""
+    """Read images, skipping unreadable ones (one log line each, then a count); error if none are left."""
     images, kept = [], []
     for path in paths:
         try:
             images.append(read_rgb(path, size))
             kept.append(path)
         except SynthError as error:
-            warnings.warn(f"skipping {error}", stacklevel=2)
+            warn_once(f"skipping: {error}")
     if not images:
         raise SynthError(f"no readable images in {what}")
+    if len(kept) < len(paths):
+        warn_once(f"skipped {len(paths) - len(kept)} of {len(paths)} images in {what} (unreadable)")
     return images, kept
