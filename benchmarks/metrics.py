@@ -1,10 +1,10 @@
 """Pixel metrics: the former synth code, the current one and reference implementations, side by side.
 
-    python benchmarks/metrics.py [--maps 100] [--size 256] [--repeats 3] [--seed 0]
+    python benchmarks/metrics.py [--maps 100] [--size 256] [--repeats 3] [--seed 0] [--levels 256]
 
 Times (CPU seconds, best of ``--repeats``) and values of AUPRO@0.3, pixel AUROC and pixel AP on
 random-ish anomaly maps with ties (smooth noise plus bumps on the defects, rounded to multiples of
-1/256, about half the images defect-free):
+1/``--levels``, about half the images defect-free):
 
 * ``former``: detectors/metrics.py before issue 14 (a stable float64 argsort of all pixels, then
   cumulative sums; scikit-learn for pixel AUROC and AP), copied below;
@@ -165,11 +165,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--levels", type=int, default=256, help="scores are multiples of 1/LEVELS (ties)")
     args = parser.parse_args()
 
     from detectors.metrics import aupro, evaluate, pixel_ap, pixel_auroc
 
-    masks, maps = random_maps(args.maps, args.size, args.seed)
+    masks, maps = random_maps(args.maps, args.size, args.seed, args.levels)
     labels = (masks > 0).any(axis=(1, 2)).astype(int)
     image_scores = maps.reshape(len(maps), -1).max(1)
     print(f"{args.maps} maps of {args.size}x{args.size}: {int((masks > 0).sum())} anomalous pixels in "

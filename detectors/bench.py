@@ -21,7 +21,6 @@ from detectors.base import Detector, create_detector
 from detectors.data import TrainingSet
 from detectors.metrics import evaluate
 from synth.data import Category
-from synth.data.images import read_pair
 from synth.errors import SynthError
 
 METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",
@@ -43,7 +42,7 @@ class TestSet:
     def from_category(cls, category: Category, size: int) -> "TestSet":
         if not category.test:
             raise SynthError(f"category {category.name!r} has no test images")
-        loaded = [read_pair(item.path, item.mask_path if item.label else None, size) for item in category.test]
+        loaded = [item.load(size) for item in category.test]
         return cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
                    np.array([item.label for item in category.test]), [item.defect for item in category.test])
 

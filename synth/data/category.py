@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.data.images import read_mask, read_rgb
+from synth.data.images import read_pair
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ class TestItem:
 
     def load(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The RGB image and its {0, 255} mask, both resized to size x size."""
-        image = read_rgb(self.path, size)
-        return image, read_mask(self.mask_path if self.label else None, size)
+        return read_pair(self.path, self.mask_path if self.label else None, size)
 
 
 @dataclass
