@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import shlex
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -129,7 +130,15 @@ def generate_shard(plan: GenerationPlan, shard: int, generator: Generator, categ
 
 def write_shards(plan: GenerationPlan, process_index: int = 0, num_processes: int = 1,
                  progress: bool = True) -> None:
-    """Write the missing shards ``k`` of ``plan`` with ``k % num_processes == process_index``."""
+    """Write the missing shards ``k`` of ``plan`` with ``k % num_processes == process_index``.
+
+    Local worker processes share the machine's cores (each gets cores // workers torch threads), so
+    `--num-processes 2` on 2 cores does not run 4 threads on 2 cores.
+    """
+    if num_processes > 1 and not distributed.launched():
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_processes))
     generator = create_generator(plan.generator, plan.settings)
     category = load_source(plan, generator)
     writer = ShardWriter(plan.out, dataset_features(generator.columns), plan.num_shards)
