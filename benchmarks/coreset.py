@@ -117,7 +117,7 @@ def time_fit(args: argparse.Namespace) -> None:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "detectors.cli", "--threads", str(args.fit_threads), "fit", "--detector",
                "patchcore", "--data", str(args.data), "--category", args.category, "--size", str(args.size),
-               "--out", str(out)]
+               "--out", str(out), "--set", f"coreset_method={args.fit_method}"]
     load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
@@ -145,6 +145,7 @@ def main() -> None:
                         help="skip the brute-force radius on the full features (about a CPU-minute per method)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fit-threads", type=int, default=2, help="torch threads of the timed `detectors fit`")
+    parser.add_argument("--fit-method", default="greedy-fast", help="coreset_method of the timed `detectors fit`")
     parser.add_argument("--no-fit", dest="fit", action="store_false")
     parser.add_argument("--fit-only", action="store_true", help="only time `detectors fit`")
     args = parser.parse_args()
