@@ -1,64 +1,213 @@
-"""Generator x detector matrix: shards from each generator, `detectors bench` on each, a table and plots.
+"""Generator x detector matrix over seeds: anomalies from each generator, one `detectors bench` per cell.
 
-For every dataset and generator this makes N anomalies at the detectors' image size with `synth gen`,
-then runs `detectors bench --detectors realnet,simplenet,prn` on them; PatchCore (normal images only)
-runs once per dataset as the reference line. Generators that cannot run (SDAS without a trained
-diffusion model) are reported as missing. Shards and bench results are kept under --work, so an
-interrupted run resumes. Writes the "## Generator x detector matrix" section of docs/benchmarks.md
-and docs/img/matrix_<category>.png (drawn with OpenCV: matplotlib is not a dependency).
+A cell is (category, generator, detector, seed): `synth gen --seed S` makes the generator's anomalies
+for seed S (shared by the detectors), and `detectors bench --detectors D --set D.seed=S` trains and
+scores one detector on them. PatchCore (normal images only) is one cell per (category, seed), the
+reference line. Training ends on a plateau of the detector's validation on held-out synthetic rows;
+``BUDGETS`` caps it. Everything is kept under --work: a cell with a results.json is finished and is
+never re-run, so an interrupted run resumes where it stopped (shards with `synth gen --resume`).
+Each unit's wall time and last error are kept next to its folder (``seed0.seconds``, ``seed0.error``):
+the progress bar estimates the time left from the wall times of similar finished units.
+Writes the "## Generator x detector matrix" section of docs/benchmarks.md (mean ± std over seeds,
+bootstrap intervals over test images, paired-bootstrap verdicts) and docs/img/matrix_<category>.png
+(drawn with OpenCV: matplotlib is not a dependency).
 
-    python benchmarks/matrix.py --work /tmp/synth-matrix --threads 2
-
-Training lengths are CPU-scaled to fit the whole matrix in well under an hour on 2 cores: the
-detectors train for a fixed number of optimiser steps (``STEPS``), converted to epochs per category.
+    python benchmarks/matrix.py --work runs/matrix
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import click
 import cv2
 import numpy as np
+from tqdm import tqdm
+
+if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: the repository root comes first
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
+
+# Training budgets, passed to every cell with --set. RealNet and PRN: a cap in optimiser steps (turned
+# into whole epochs per category) and a validation every `val_every` epochs; SimpleNet: cap and
+# validation interval in optimiser steps. Training stops after `patience` validations without improvement.
+BUDGETS = {
+    "realnet": {"max_steps": 2000, "val_every": 1, "patience": 4},
+    "simplenet": {"max_steps": 4000, "val_every": 100, "patience": 4},
+    "prn": {"max_steps": 2000, "val_every": 1, "patience": 4},
+}
+EPOCH_BUDGETS = ("realnet", "prn")  # detectors whose cap is given in epochs
+NORMALS_PER_STEP = 8  # normal images per RealNet / PRN optimiser step (batch 16, half of it anomalies)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DOCS = REPO / "docs"
+DATA = Path("..", "shared", "data")  # relative to the repository root, where every command runs
 DATASETS = {"metal_plate": DATA / "mpdd", "bottle": DATA / "mvtec"}
-TEXTURES = DATA / "dtd"
-GENERATORS = {"cutpaste-union": [], "draem": ["--textures", str(TEXTURES)], "prn-hea": ["--textures", str(TEXTURES)],
-              "prn-hoa": [], "sdas": ["--blend"]}
-DETECTORS = ("realnet", "simplenet", "prn")
-STEPS = {"realnet": 40, "prn": 20}  # optimiser steps per fit (batch 16: 8 normal + 8 anomalous images)
-NORMALS_PER_STEP = 8
-VALIDATIONS = 3  # synthetic validations per fit (checkpoint selection)
-SIMPLENET = {"meta_epochs": 1}  # 1 x 4 epochs (official 40 x 4)
+TEXTURES = ["--textures", str(DATA / "dtd")]
+MIXES = {"mix-draem-cutpaste": "draem=1,cutpaste-union=1", "mix-draem-prn-hoa": "draem=1,prn-hoa=1",
+         "mix-uniform": "cutpaste-union=1,draem=1,prn-hea=1,prn-hoa=1"}
+GENERATORS = {"cutpaste-union": ["-g", "cutpaste-union"], "draem": ["-g", "draem", *TEXTURES],
+              "prn-hea": ["-g", "prn-hea", *TEXTURES], "prn-hoa": ["-g", "prn-hoa"], "sdas": ["-g", "sdas", "--blend"],
+              **{name: ["-g", "mix", "--mix", spec, *TEXTURES] for name, spec in MIXES.items()}}
+DETECTORS = tuple(BUDGETS)
+REFERENCE = "patchcore"
 SECTION = "## Generator x detector matrix"
 # Run as modules from the repository root: this works whether or not the console scripts are installed.
 SYNTH = ("python", "-m", "synth")
 DETECTORS_CLI = ("python", "-m", "detectors.cli")
-METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro_0.3", "AUPRO@0.3"),
-           ("pixel_ap", "pixel AP"))
+
+Run = Callable[[list[str]], "str | None"]  # runs a command; None on success, else why it failed
+
+
+def portable(path: Path) -> str:
+    """``path`` relative to the repository root (where commands run), so no command names this machine."""
+    return os.path.relpath(path, REPO)
+
+
+def beside(directory: Path, suffix: str) -> Path:
+    """A record kept next to ``directory`` (its wall time, its last error)."""
+    return directory.parent / f"{directory.name}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Shards:
+    """The anomalies of one generator and seed on one category (`synth gen`)."""
+
+    category: str
+    generator: str
+    seed: int
+    restart_flag = "--resume"  # an interrupted `synth gen` continues
+
+    def directory(self, work: Path) -> Path:
+        return work / "shards" / self.category / self.generator / f"seed{self.seed}"
+
+    def done(self, work: Path) -> bool:
+        manifest = self.directory(work) / "manifest.json"
+        return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
+
+    def kinds(self) -> tuple[tuple[str, ...], ...]:
+        """Keys of the units whose wall times predict this one's, most alike first."""
+        return ("gen", self.category, self.generator), ("gen", self.generator), ("gen",)
+
+    def label(self) -> str:
+        return f"{self.category}/{self.generator}/seed{self.seed} gen"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One detector trained with one seed on one generator's shards (generator None: the PatchCore reference)."""
+
+    category: str
+    generator: str | None
+    detector: str
+    seed: int
+    restart_flag = "--overwrite"  # an interrupted bench starts over
+
+    @property
+    def shards(self) -> Shards | None:
+        return Shards(self.category, self.generator, self.seed) if self.generator else None
+
+    def directory(self, work: Path) -> Path:
+        parts = [self.category, *([self.generator] if self.generator else []), self.detector]
+        return work.joinpath("bench", *parts, f"seed{self.seed}")
+
+    def done(self, work: Path) -> bool:
+        return (self.directory(work) / "results.json").exists()
+
+    def kinds(self) -> tuple[tuple[str, ...], ...]:
+        return (("bench", self.category, str(self.generator), self.detector), ("bench", self.category, self.detector),
+                ("bench", self.detector))
+
+    def label(self) -> str:
+        return f"{self.category}/{self.generator or 'normal only'}/{self.detector}/seed{self.seed}"
+
+
+Unit = Shards | Cell
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """What to run: categories x generators x detectors x seeds, and how."""
+
+    work: Path
+    size: int = 128
+    count: int = 500
+    seeds: int = 3
+    categories: tuple[str, ...] = tuple(DATASETS)
+    generators: tuple[str, ...] = tuple(GENERATORS)
+    detectors: tuple[str, ...] = DETECTORS
+    threads: int = 2
+    models: dict[str, str] = field(default_factory=dict)  # SDAS model per category
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # --set DET.KEY=VALUE
+
+    def cells(self) -> list[Cell]:
+        """Every cell, seed by seed (a whole seed of the matrix is finished before the next starts)."""
+        return [cell for seed in range(self.seeds) for category in self.categories
+                for cell in [Cell(category, None, REFERENCE, seed),
+                             *(Cell(category, generator, detector, seed)
+                               for generator in self.generators for detector in self.detectors)]]
+
+    def command(self, unit: Unit) -> list[str]:
+        return self.gen_command(unit) if isinstance(unit, Shards) else self.bench_command(unit)
+
+    def gen_command(self, shards: Shards) -> list[str]:
+        command = [*SYNTH, "gen", "--data", str(DATASETS[shards.category]), "--category", shards.category,
+                   "--size", str(self.size), *GENERATORS[shards.generator], "-n", str(self.count),
+                   "--seed", str(shards.seed), "--out", portable(shards.directory(self.work))]
+        model = self.models.get(shards.category)
+        return command + ["--model", model] if shards.generator == "sdas" and model else command
+
+    def bench_command(self, cell: Cell) -> list[str]:
+        command = [*DETECTORS_CLI, "--threads", str(self.threads), "bench", "--detectors", cell.detector,
+                   "--data", str(DATASETS[cell.category]), "--category", cell.category, "--size", str(self.size),
+                   "--overlays", "0", "--out", portable(cell.directory(self.work))]
+        if cell.shards:
+            command += ["--anomalies", portable(cell.shards.directory(self.work))]
+        for key, value in self.detector_settings(cell).items():
+            command += ["--set", f"{cell.detector}.{key}={value}"]
+        return command
+
+    def detector_settings(self, cell: Cell) -> dict[str, object]:
+        """The cell's seed, its detector's budget (``BUDGETS``), then the --set overrides."""
+        budget = budget_settings(cell.detector, count_normal(cell.category)) if cell.detector in BUDGETS else {}
+        return {"seed": cell.seed, **budget, **self.overrides.get(cell.detector, {})}
+
+
+def budget_settings(detector: str, normal_images: int) -> dict[str, int]:
+    """``BUDGETS[detector]`` as detector settings; RealNet's and PRN's step cap becomes whole epochs."""
+    budget = BUDGETS[detector]
+    if detector not in EPOCH_BUDGETS:
+        return dict(budget)
+    epochs = math.ceil(budget["max_steps"] / math.ceil(normal_images / NORMALS_PER_STEP))
+    return {"epochs": epochs, "val_every": budget["val_every"], "patience": budget["patience"]}
+
+
+def count_normal(category: str) -> int:
+    """Training images of ``category`` (they set RealNet's and PRN's steps per epoch)."""
+    folder = REPO / DATASETS[category] / category / "train" / "good"
+    if not folder.is_dir():
+        raise click.ClickException(f"no training images at {portable(folder)} (see ../shared/data/README.md)")
+    return sum(1 for path in folder.iterdir() if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
 
 
 @dataclass
 class Runner:
-    """Runs commands from the repository root, logging their output; or only says what would run."""
+    """Runs commands from the repository root and logs their output."""
 
     log: Path
-    collect_only: bool = False
 
     def __call__(self, command: list[str]) -> str | None:
         """None on success, else the last error line."""
-        if self.collect_only:
-            return "no results yet (collected with --collect-only)"
-        click.echo("$ " + " ".join(command))
         result = subprocess.run([sys.executable, *command[1:]] if command[0] == "python" else command,
                                 capture_output=True, text=True, cwd=REPO)
         with self.log.open("a") as handle:
@@ -69,181 +218,408 @@ class Runner:
         return lines[-1] if lines else f"exit status {result.returncode}"
 
 
-def generate(run: Runner, work: Path, category: str, generator: str, size: int, count: int,
-             model: str | None) -> tuple[Path, str | None]:
-    out = work / "shards" / f"{category}-{generator}"
-    if shards_complete(out):
-        return out, None
-    command = [*SYNTH, "gen", "--data", str(DATASETS[category]), "--category", category, "--size", str(size),
-               "-g", generator, *GENERATORS[generator], "-n", str(count), "--seed", "0", "--out", str(out)]
-    if generator == "sdas" and model:
-        command += ["--model", model]
-    resumed = out.exists()
-    if resumed:
-        command.append("--resume")
-    failed = out.parent / f"{out.name}.error"  # why the last attempt failed, for --collect-only
+def execute(matrix: Matrix, unit: Unit, run: Run) -> str | None:
+    """Run ``unit`` (restarting a partial one), keep its wall time or its error beside its directory."""
+    directory = unit.directory(matrix.work)
+    restarted = directory.exists()
+    command = matrix.command(unit) + ([unit.restart_flag] if restarted else [])
     started = time.perf_counter()
     error = run(command)
-    if run.collect_only:
-        return out, failed.read_text() if failed.exists() else error
+    directory.parent.mkdir(parents=True, exist_ok=True)  # a command that failed early made nothing
     if error:
-        failed.write_text(error)
-    else:
-        failed.unlink(missing_ok=True)
-        if not resumed:  # a resumed run's time would be only its last part
-            generation_seconds(out).write_text(f"{time.perf_counter() - started:.1f}\n")
-    return out, error
+        beside(directory, "error").write_text(error + "\n")
+        return error
+    beside(directory, "error").unlink(missing_ok=True)
+    if not (restarted and isinstance(unit, Shards)):  # a resumed generation's time is only its last part
+        beside(directory, "seconds").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return None
 
 
-def shards_complete(shards: Path) -> bool:
-    """Whether ``synth gen`` finished writing ``shards`` (an interrupted run leaves ``complete: false``)."""
-    manifest = shards / "manifest.json"
-    return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
+def recorded_seconds(work: Path, units: Iterable[Unit]) -> dict[Unit, float]:
+    """The wall times kept by earlier runs."""
+    paths = {unit: beside(unit.directory(work), "seconds") for unit in units}
+    return {unit: float(path.read_text()) for unit, path in paths.items() if path.exists()}
 
 
-def generation_seconds(shards: Path) -> Path:
-    """Where the wall time of ``synth gen`` for ``shards`` is kept."""
-    return shards.parent / f"{shards.name}.seconds"
+def estimate(unit: Unit, seconds: dict[Unit, float]) -> float | None:
+    """Mean wall time of the finished units most like ``unit``; None when nothing comparable finished."""
+    for kind in unit.kinds():
+        alike = [value for other, value in seconds.items() if kind in other.kinds()]
+        if alike:
+            return float(np.mean(alike))
+    return None
 
 
-def read_generation_seconds(shards: Path) -> float | None:
-    path = generation_seconds(shards)
-    return float(path.read_text()) if path.exists() else None
+def duration(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m" if whole >= 3600 else f"{whole // 60}m{whole % 60:02d}s"
 
 
-def detector_settings(detector: str, normal_images: int, steps: dict[str, int] = STEPS) -> list[str]:
-    """--set options that give ``detector`` its step budget (``steps``) on a category with ``normal_images``."""
-    if detector == "simplenet":
-        return [f"simplenet.{key}={value}" for key, value in SIMPLENET.items()]
-    epochs = max(1, round(steps[detector] / math.ceil(normal_images / NORMALS_PER_STEP)))
-    return [f"{detector}.epochs={epochs}", f"{detector}.val_every={max(1, epochs // VALIDATIONS)}"]
+def time_left(pending: Sequence[Unit], seconds: dict[Unit, float]) -> str:
+    """Estimated wall time of the pending units, "+?" when some have nothing comparable finished yet."""
+    estimates = [estimate(unit, seconds) for unit in pending]
+    known = [value for value in estimates if value is not None]
+    unknown = len(known) < len(estimates)
+    return "?" if not known else duration(sum(known)) + ("+?" if unknown else "")
 
 
-def bench(run: Runner, work: Path, category: str, name: str, detectors: list[str], anomalies: Path | None,
-          size: int, threads: int, normal_images: int, steps: dict[str, int] = STEPS
-          ) -> tuple[Path, str | None, list[str]]:
-    out = work / "bench" / f"{category}-{name}"
-    command = [*DETECTORS_CLI, "--threads", str(threads), "bench", "--detectors", ",".join(detectors),
-               "--data", str(DATASETS[category]), "--category", category, "--size", str(size), "--overlays", "0",
-               "--out", str(out)]
-    if anomalies:
-        command += ["--anomalies", str(anomalies)]
-    for detector in detectors:
-        for setting in detector_settings(detector, normal_images, steps) if detector != "patchcore" else []:
-            command += ["--set", setting]
-    if (out / "results.json").exists():
-        return out, None, command
-    return out, run(command), command
+def units(matrix: Matrix) -> list[Unit]:
+    """Every unit in run order: each generator's shards just before the first cell that trains on them."""
+    ordered: dict[Unit, None] = {}
+    for cell in matrix.cells():
+        if cell.shards:
+            ordered.setdefault(cell.shards)
+        ordered.setdefault(cell)
+    return list(ordered)
 
 
-def count_normal(category: str) -> int:
-    folder = DATASETS[category] / category / "train" / "good"
-    return sum(1 for path in folder.iterdir() if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+def pending_units(matrix: Matrix) -> list[Unit]:
+    """Unfinished cells, and incomplete shards that an unfinished cell needs, in run order."""
+    waiting = {cell.shards for cell in matrix.cells() if cell.shards and not cell.done(matrix.work)}
+    return [unit for unit in units(matrix)
+            if not unit.done(matrix.work) and (isinstance(unit, Cell) or unit in waiting)]
 
 
-def read_results(out: Path) -> dict[str, dict]:
-    """Results by detector, each with the run's torch thread count added."""
-    document = json.loads((out / "results.json").read_text())
-    return {result["detector"]: {**result, "threads": document["torch_threads"]} for result in document["results"]}
+def run_matrix(matrix: Matrix, run: Run) -> None:
+    """Run every unfinished unit, with a progress bar over all units and an estimate of the time left."""
+    every = units(matrix)
+    pending = pending_units(matrix)
+    seconds = recorded_seconds(matrix.work, every)
+    failed: dict[Shards, str] = {}
+    bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+    with tqdm(total=len(every), initial=len(every) - len(pending), bar_format=bar_format, mininterval=5) as bar:
+        for index, unit in enumerate(pending):
+            bar.set_description(unit.label())
+            bar.set_postfix_str(f"left ≈ {time_left(pending[index:], seconds)}")
+            shards = unit.shards if isinstance(unit, Cell) else None
+            error = failed[shards] if shards in failed else execute(matrix, unit, run)
+            if error and isinstance(unit, Shards):
+                failed[unit] = error
+            if error:
+                bar.write(f"missing {unit.label()}: {error}", file=sys.stderr)
+            else:
+                seconds.update(recorded_seconds(matrix.work, [unit]))
+            bar.update()
 
 
-def cell(result: dict | None) -> str:
+def read_cell(work: Path, cell: Cell) -> dict | None:
+    """The cell's result with the test labels and torch thread count of its run; None if not finished."""
+    path = cell.directory(work) / "results.json"
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text())
+    result = next((r for r in document.get("results", []) if r.get("detector") == cell.detector), None)
     if result is None:
+        return None
+    return {**result, "labels": document.get("labels"), "threads": document.get("torch_threads")}
+
+
+def missing_reason(work: Path, cell: Cell) -> str:
+    """Why an unfinished cell has no results: its own or its shards' last error, else not run yet."""
+    for unit in (cell, cell.shards):
+        path = beside(unit.directory(work), "error") if unit else None
+        if path and path.exists():
+            return path.read_text().strip()
+    return "not run yet"
+
+
+Group = tuple[str, str | None, str]  # (category, generator, detector); generator None for the reference
+
+
+def collect(matrix: Matrix) -> tuple[dict[Group, list[dict]], dict[Group, str]]:
+    """Finished results by (category, generator, detector), seeds in order; reasons for groups with none."""
+    groups: dict[Group, list[dict]] = {}
+    missing: dict[Group, str] = {}
+    for cell in matrix.cells():
+        key = (cell.category, cell.generator, cell.detector)
+        result = read_cell(matrix.work, cell)
+        groups.setdefault(key, [])
+        if result is not None:
+            groups[key].append(result)
+        elif key not in missing:
+            missing[key] = missing_reason(matrix.work, cell)
+    return groups, {key: reason for key, reason in missing.items() if not groups[key]}
+
+
+def values_of(results: Sequence[dict], key: str) -> list[float]:
+    """The seeds' values of metric ``key``."""
+    return [r["metrics"][key] for r in results if r.get("metrics", {}).get(key) is not None]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for fewer than two values)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def spread(values: Sequence[float], digits: int = 3) -> str:
+    """Mean ± std over seeds; "–" without values."""
+    if not values:
         return "–"
-    return f"{result['metrics']['image_auroc']:.3f} / {result['metrics']['pixel_auroc']:.3f}"
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def markdown(results: dict, missing: dict, generation: dict, commands: list[str], size: int, count: int) -> str:
-    """The docs section: per-category pivot tables (image / pixel AUROC), the full table, notes."""
-    generators = list(GENERATORS)
-    done = [result for by_detector in results.values() for result in by_detector.values()]
-    seconds = sum(result["fit_seconds"] + result["score_seconds"] for result in done)
-    threads = "/".join(str(n) for n in sorted({result["threads"] for result in done})) or "?"
+def interval(results: Sequence[dict], key: str) -> str:
+    """The seeds' bootstrap intervals over test images, their bounds averaged; "–" where none were written."""
+    bounds = [r["intervals"][key] for r in results if (r.get("intervals") or {}).get(key)]
+    if not bounds:
+        return "–"
+    low, high = np.mean(bounds, axis=0)
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def steps(results: Sequence[dict]) -> str:
+    """Optimiser steps each seed ran, and how many stopped at the cap instead of on a validation plateau."""
+    trainings = [r.get("training") for r in results]
+    if not any(trainings):
+        return "–"
+    reached = "/".join("–" if t is None else str(t.get("steps", "–")) for t in trainings)
+    capped = sum(1 for t in trainings if t and not t.get("stopped_early"))
+    return reached + (f" (cap: {capped} of {len(trainings)})" if capped else " (plateau)")
+
+
+def seconds_mean(results: Sequence[dict], key: str) -> str:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return f"{np.mean(values):.0f}" if values else "–"
+
+
+def compare(name_a: str, runs_a: Sequence[dict], name_b: str, runs_b: Sequence[dict]) -> str:
+    """Paired bootstrap over test images of the seed-averaged image AUROC difference a − b, in words."""
+    if not runs_a or not runs_b:
+        return f"not determined ({name_a if not runs_a else name_b}: no results)"
+    labels = [r.get("labels") for r in [*runs_a, *runs_b]]
+    scores = [r.get("image_scores") for r in [*runs_a, *runs_b]]
+    if any(value is None for value in labels + scores) or any(value != labels[0] for value in labels):
+        return "not determined (the results lack per-image scores on one shared test set)"
+    difference, low, high = paired_difference_interval_over_seeds(
+        np.array(labels[0]), [np.array(s) for s in scores[:len(runs_a)]], [np.array(s) for s in scores[len(runs_a):]])
+    verdict = (f"{name_a} beats {name_b}" if low > 0 else f"{name_b} beats {name_a}" if high < 0
+               else f"no difference shown between {name_a} and {name_b}")
+    return (f"{verdict} (image AUROC difference {difference:+.3f}, 95 % interval [{low:+.3f}, {high:+.3f}]; "
+            f"{len(runs_a)} vs. {len(runs_b)} seeds)")
+
+
+def best_synthetic(category: str, groups: dict[Group, list[dict]]) -> tuple[str, str] | None:
+    """(generator, detector) with the highest seed-mean image AUROC on ``category``."""
+    scored = {(g, d): np.mean(values_of(results, "image_auroc")) for (c, g, d), results in groups.items()
+              if c == category and g is not None and values_of(results, "image_auroc")}
+    return max(scored, key=scored.get) if scored else None  # type: ignore[arg-type]
+
+
+def verdicts(matrix: Matrix, groups: dict[Group, list[dict]]) -> list[str]:
+    """The paper's claim (RealNet: SDAS vs. DTD anomalies) and the best synthetic-trained cell vs. PatchCore."""
+    lines = ["**Verdicts** (paired bootstrap over the test images, 1,000 resamples, of the image AUROC averaged "
+             "over seeds; \"A beats B\" only when the 95 % interval of the difference excludes 0):", ""]
+    for category in matrix.categories:
+        claim = compare("SDAS", groups.get((category, "sdas", "realnet"), []),
+                        "DTD (draem)", groups.get((category, "draem", "realnet"), []))
+        lines.append(f"- {category}, the paper's claim (RealNet trained on SDAS vs. on DTD anomalies): {claim}.")
+        best = best_synthetic(category, groups)
+        if best:
+            name = f"{best[1]} with {best[0]}"
+            versus = compare(name, groups[(category, *best)], "PatchCore",
+                             groups.get((category, None, REFERENCE), []))
+            lines.append(f"- {category}, the best synthetic-trained detector ({name}, picked on these test images, "
+                         f"which favours it) vs. PatchCore: {versus}.")
+    return lines
+
+
+def scrub(message: str, work: Path) -> str:
+    """An error message without this machine's folders: DIR for the work folder, relative paths for the repository."""
+    for folder, placeholder in ((work, "DIR"), (REPO, "."), (REPO.parent, "..")):
+        message = message.replace(str(folder), placeholder)
+    return message
+
+
+def overview(matrix: Matrix, category: str, groups: dict[Group, list[dict]], missing: dict[Group, str]) -> list[str]:
+    """One category: image / pixel AUROC (mean ± std over seeds) per generator and detector, and its plot."""
+    lines = [f"### {category}", "", "| generator | " + " | ".join(matrix.detectors) + " |",
+             "|---|" + "---|" * len(matrix.detectors)]
+    for generator in matrix.generators:
+        row = [f"{spread(values_of(groups[(category, generator, d)], 'image_auroc'))} / "
+               f"{spread(values_of(groups[(category, generator, d)], 'pixel_auroc'))}" for d in matrix.detectors]
+        lines.append(f"| {generator} | " + " | ".join(row) + " |")
+    reference = groups[(category, None, REFERENCE)]
+    lines += ["", f"PatchCore (normal images only): {spread(values_of(reference, 'image_auroc'))} / "
+              f"{spread(values_of(reference, 'pixel_auroc'))}.", ""]
+    absent = [f"{g or 'normal only'}/{d} ({scrub(reason, matrix.work)})" for (c, g, d), reason in missing.items()
+              if c == category]
+    if absent:
+        lines += ["Missing: " + "; ".join(absent) + ".", ""]
+    return lines + [f"![matrix {category}](img/matrix_{category}.png)", ""]
+
+
+def full_table(groups: dict[Group, list[dict]]) -> list[str]:
+    """Every (category, generator, detector): all metrics over seeds, intervals, steps and wall times."""
+    header = ["category", "generator", "detector", "seeds", "image AUROC", "image AUROC 95 %", "pixel AUROC",
+              "pixel AUROC 95 %", "AUPRO@0.3", "pixel AP", "steps", "fit (s)", "score (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (category, generator, detector), results in groups.items():
+        if not results:
+            continue
+        values = [spread(values_of(results, "image_auroc")), interval(results, "image_auroc"),
+                  spread(values_of(results, "pixel_auroc")), interval(results, "pixel_auroc"),
+                  spread(values_of(results, "aupro_0.3")), spread(values_of(results, "pixel_ap"))]
+        cells = [category, generator or "normal only", detector, str(len(results)), *values, steps(results),
+                 seconds_mean(results, "fit_seconds"), seconds_mean(results, "score_seconds")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def generation_table(matrix: Matrix) -> list[str]:
+    """Mean wall time of `synth gen` per category and generator over the seeds recorded."""
+    lines = ["| category | " + " | ".join(matrix.generators) + " |", "|---|" + "---|" * len(matrix.generators)]
+    for category in matrix.categories:
+        row = []
+        for generator in matrix.generators:
+            times = recorded_seconds(matrix.work, [Shards(category, generator, s) for s in range(matrix.seeds)])
+            row.append(f"{np.mean(list(times.values())):.0f}" if times else "–")
+        lines.append(f"| {category} | " + " | ".join(row) + " |")
+    return lines
+
+
+def budget_text() -> str:
+    epochs = ", ".join(f"{d} {BUDGETS[d]['max_steps']} steps (whole epochs, validated every "
+                       f"{BUDGETS[d]['val_every']} epoch(s))" for d in EPOCH_BUDGETS)
+    others = ", ".join(f"{d} {b['max_steps']} steps (validated every {b['val_every']} steps)"
+                       for d, b in BUDGETS.items() if d not in EPOCH_BUDGETS)
+    patience = ", ".join(sorted({str(b["patience"]) for b in BUDGETS.values()}))
+    return (f"Training stops after {patience} validations on held-out synthetic rows without improvement and "
+            f"keeps the best checkpoint; caps: {epochs}, {others}. The steps column says for each seed how far "
+            "it trained and how many seeds stopped at the cap rather than on a plateau.")
+
+
+def invocation(matrix: Matrix) -> str:
+    """The driver's command line that runs ``matrix`` (options at their defaults left out)."""
+    default = Matrix(matrix.work)
+    parts = ["python benchmarks/matrix.py --work DIR"]
+    for flag, name in (("--size", "size"), ("-n", "count"), ("--seeds", "seeds"), ("--threads", "threads"),
+                       ("--categories", "categories"), ("--generators", "generators"), ("--detectors", "detectors")):
+        value = getattr(matrix, name)
+        if value != getattr(default, name):
+            parts.append(f"{flag} {','.join(value) if isinstance(value, tuple) else value}")
+    parts += [f"--sdas-model {category}={model}" for category, model in matrix.models.items()]
+    parts += [f"--set {detector}.{key}={value}" for detector, settings in matrix.overrides.items()
+              for key, value in settings.items()]
+    return " ".join(parts)
+
+
+def with_placeholder(command: list[str], work: str) -> str:
+    """The command as text, with DIR for the work folder (it differs between machines)."""
+    return " ".join("DIR" + part[len(work):] if part == work or part.startswith(work + os.sep) else part
+                    for part in command)
+
+
+def markdown(matrix: Matrix, groups: dict[Group, list[dict]], missing: dict[Group, str]) -> str:
+    """The docs section: per-category overviews, the full table, generation times, verdicts, commands."""
+    threads = "/".join(str(t) for t in sorted({r["threads"] for rs in groups.values() for r in rs if r.get("threads")}))
+    commands = [with_placeholder(matrix.command(unit), portable(matrix.work)) for unit in units(matrix)]
+    mixes = "; ".join(f"`{name}` = `--mix {spec}`" for name, spec in MIXES.items() if name in matrix.generators)
     lines = [SECTION, "",
-             f"Real test sets; detectors trained on {count} synthetic anomalies per generator at {size} x {size} px "
-             f"with {threads} torch thread(s) per run and CPU-scaled training ({STEPS['realnet']} RealNet steps, "
-             f"{STEPS['prn']} PRN steps, rounded to whole epochs; SimpleNet {SIMPLENET['meta_epochs']} x 4 epochs; "
-             "checkpoints chosen on held-out synthetic rows). Fit + scoring wall time of the results below: "
-             f"{seconds / 60:.0f} min on a shared 2-core machine. Cells: image AUROC / pixel AUROC. Produced by "
-             "`python benchmarks/matrix.py --work DIR --threads N` (one driver per category may run side by side "
-             "with `--categories`; `--collect-only` rewrites this section from the results), which runs:", "", "```"]
-    lines += commands + ["```", ""]
-    for category in DATASETS:
-        lines += [f"### {category}", "", "| detector | " + " | ".join(generators) + " |",
-                  "|---|" + "---|" * len(generators)]
-        for detector in DETECTORS:
-            row = [cell(results.get((category, generator), {}).get(detector)) for generator in generators]
-            lines.append(f"| {detector} | " + " | ".join(row) + " |")
-        reference = results.get((category, "patchcore"), {}).get("patchcore")
-        lines += [f"| patchcore (no anomalies) | " + " | ".join([cell(reference)] * len(generators)) + " |", ""]
-        absent = [f"`{g}` ({missing[(category, g)]})" for g in generators if (category, g) in missing]
-        if absent:
-            lines += ["Missing: " + "; ".join(absent) + ".", ""]
-        lines += [f"![matrix {category}](img/matrix_{category}.png)", ""]
-    lines += ["All metrics:", "", "| category | generator | detector | " + " | ".join(t for _, t in METRICS)
-              + " | fit (s) | score (s) |", "|---|---|---|" + "---|" * (len(METRICS) + 2)]
-    for (category, generator), by_detector in results.items():
-        for detector, result in by_detector.items():
-            values = " | ".join(f"{result['metrics'][key]:.4f}" for key, _ in METRICS)
-            lines.append(f"| {category} | {generator} | {detector} | {values} | {result['fit_seconds']:.0f} | "
-                         f"{result['score_seconds']:.0f} |")
-    lines += ["", f"Wall time of `synth gen` for the {count} anomalies of each generator (s; – where the shards "
-              "were resumed or missing):", "", "| category | " + " | ".join(generators) + " |",
-              "|---|" + "---|" * len(generators)]
-    for category in DATASETS:
-        times = [generation.get((category, generator)) for generator in generators]
-        lines.append(f"| {category} | " + " | ".join("–" if t is None else f"{t:.0f}" for t in times) + " |")
-    lines += ["", sdas_versus_dtd(results, missing), ""]
+             f"Real test sets; each detector trained on {matrix.count} synthetic anomalies per generator and seed at "
+             f"{matrix.size} x {matrix.size} px with {threads or '?'} torch thread(s) per run, {matrix.seeds} seeds "
+             "(seed S: `synth gen --seed S` and the detector's seed S). Cells: mean ± sample standard deviation over "
+             "the seeds; the 95 % columns are bootstrap intervals over test images (each seed's, bounds averaged). "
+             + budget_text() + (f" Mixtures (uniform): {mixes}." if mixes else ""), "",
+             f"Produced by `{invocation(matrix)}` (in the background: `nohup {invocation(matrix)} > DIR.log 2>&1 &`). "
+             "Run the same command again to resume after an interruption: finished cells are never refitted. "
+             "`--collect-only` rewrites this section from the results; one driver per category may share DIR "
+             "(`--categories`).", ""]
+    for category in matrix.categories:
+        lines += overview(matrix, category, groups, missing)
+    lines += ["All metrics:", "", *full_table(groups), "",
+              f"Wall time of `synth gen` for {matrix.count} anomalies (s, mean over seeds; – where resumed or "
+              "missing):",
+              "", *generation_table(matrix), "", *verdicts(matrix, groups), "",
+              f"<details><summary>The {len(commands)} commands it runs (from the repository root)</summary>", "",
+              "```", *commands, "```", "", "</details>", ""]
     return "\n".join(lines)
 
 
-def sdas_versus_dtd(results: dict, missing: dict) -> str:
-    """RealNet's claim (SDAS anomalies beat DTD-texture anomalies), checked on this data."""
-    verdicts = []
-    for category in DATASETS:
-        sdas = results.get((category, "sdas"), {}).get("realnet")
-        dtd = results.get((category, "draem"), {}).get("realnet")
-        if sdas is None or dtd is None:
-            reason = missing.get((category, "sdas"), "no result")
-            verdicts.append(f"{category}: not determined (sdas: {reason})")
-            continue
-        better = [title for key, title in METRICS if sdas["metrics"][key] > dtd["metrics"][key]]
-        verdicts.append(f"{category}: SDAS beats DTD on {len(better)} of {len(METRICS)} metrics"
-                        + (f" ({', '.join(better)})" if better else ""))
-    return ("**SDAS vs. DTD anomalies for RealNet** (the paper's claim; DTD anomalies = the `draem` generator, "
-            "texture opacity 1 − β in (0.2, 1], RealNet's δ ~ U[0.2, 1]): " + "; ".join(verdicts) + ".")
+PLOT_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
+COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]  # BGR per detector
+REFERENCE_COLOUR = (60, 60, 200)
+LEFT, TOP, HEIGHT, BOTTOM, GROUP, BAR = 60, 50, 260, 40, 150, 30  # panel layout in pixels
 
 
-def plot(path: Path, category: str, results: dict) -> None:
-    """A heat grid (rows: detectors, columns: generators) coloured by image AUROC, labelled img / px."""
-    rows = [*DETECTORS, "patchcore"]
-    columns = list(GENERATORS)
-    cell_w, cell_h, left, top = 150, 44, 190, 56
-    canvas = np.full((top + cell_h * len(rows) + 30, left + cell_w * len(columns), 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(canvas, f"{category}: image AUROC / pixel AUROC", (10, 22), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    for j, generator in enumerate(columns):
-        cv2.putText(canvas, generator, (left + j * cell_w + 8, top - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, detector in enumerate(rows):
-        y = top + i * cell_h
-        cv2.putText(canvas, detector, (10, y + 28), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        for j, generator in enumerate(columns):
-            key = (category, "patchcore") if detector == "patchcore" else (category, generator)
-            result = results.get(key, {}).get(detector)
-            x = left + j * cell_w
-            if result is None:
-                colour, text, ink = (235, 235, 235), "missing", (120, 120, 120)
-            else:
-                level = np.clip((result["metrics"]["image_auroc"] - 0.5) / 0.5, 0, 1)
-                bgr = cv2.applyColorMap(np.array([[int(level * 255)]], np.uint8), cv2.COLORMAP_VIRIDIS)[0, 0]
-                colour, text = tuple(int(c) for c in bgr), cell(result).replace(" ", "")
-                ink = (0, 0, 0) if level > 0.6 else (255, 255, 255)
-            cv2.rectangle(canvas, (x + 2, y + 2), (x + cell_w - 2, y + cell_h - 2), colour, -1)
-            cv2.putText(canvas, text, (x + 10, y + 28), font, 0.5, ink, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "colour: image AUROC from 0.5 (dark) to 1.0 (yellow)", (10, canvas.shape[0] - 10), font, 0.45,
-                (60, 60, 60), 1, cv2.LINE_AA)
+def put(canvas: np.ndarray, words: str, at: tuple[int, int], scale: float = 0.45,
+        colour: tuple[int, int, int] = (0, 0, 0)) -> None:
+    cv2.putText(canvas, words, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def y_of(value: float) -> int:
+    """The pixel row of a metric value (the axis runs from 0 to 1)."""
+    return int(round(TOP + HEIGHT * (1 - float(np.clip(value, 0, 1)))))
+
+
+def axes(canvas: np.ndarray, title: str) -> None:
+    """Title, grid lines at every 0.1 and their labels."""
+    put(canvas, title, (10, 20), 0.6)
+    for tick in np.linspace(0, 1, 11):
+        cv2.line(canvas, (LEFT, y_of(tick)), (canvas.shape[1] - 10, y_of(tick)), (225, 225, 225), 1)
+        put(canvas, f"{tick:.1f}", (LEFT - 35, y_of(tick) + 4), 0.4, (90, 90, 90))
+
+
+def reference_band(canvas: np.ndarray, values: Sequence[float]) -> None:
+    """PatchCore's mean ± one standard deviation as a light band (drawn under the bars)."""
+    mean, std = mean_std(values) if values else (0.0, None)
+    if std:
+        band = canvas.copy()
+        cv2.rectangle(band, (LEFT, y_of(mean + std)), (canvas.shape[1] - 10, y_of(mean - std)), (210, 210, 245), -1)
+        canvas[:] = cv2.addWeighted(band, 0.5, canvas, 0.5, 0)
+
+
+def reference_line(canvas: np.ndarray, values: Sequence[float]) -> None:
+    """PatchCore's mean as a dashed line (drawn over the bars)."""
+    if not values:
+        return
+    mean, _ = mean_std(values)
+    right = canvas.shape[1] - 10
+    for x in range(LEFT, right, 12):
+        cv2.line(canvas, (x, y_of(mean)), (min(x + 6, right), y_of(mean)), REFERENCE_COLOUR, 2)
+    put(canvas, f"PatchCore {mean:.3f}", (right - 130, y_of(mean) - 6), 0.45, REFERENCE_COLOUR)
+
+
+def bar(canvas: np.ndarray, x: int, values: Sequence[float], colour: tuple[int, int, int]) -> None:
+    """A bar at the mean with an error bar of ± one standard deviation; a grey dash without values."""
+    width = BAR - 6
+    if not values:
+        put(canvas, "-", (x + width // 2 - 4, y_of(0) - 4), 0.5, (150, 150, 150))
+        return
+    mean, std = mean_std(values)
+    cv2.rectangle(canvas, (x, y_of(mean)), (x + width, y_of(0)), colour, -1)
+    if std:
+        centre = x + width // 2
+        cv2.line(canvas, (centre, y_of(mean - std)), (centre, y_of(mean + std)), (0, 0, 0), 1)
+        for level in (mean - std, mean + std):
+            cv2.line(canvas, (centre - 5, y_of(level)), (centre + 5, y_of(level)), (0, 0, 0), 1)
+
+
+def panel(matrix: Matrix, category: str, key: str, title: str, groups: dict[Group, list[dict]]) -> np.ndarray:
+    """Bars per generator (one per detector, mean ± std over seeds) with PatchCore as the reference line."""
+    canvas = np.full((TOP + HEIGHT + BOTTOM, LEFT + GROUP * len(matrix.generators) + 10, 3), 255, np.uint8)
+    axes(canvas, f"{category}: {title}, mean +/- std over seeds")
+    reference = values_of(groups[(category, None, REFERENCE)], key)
+    reference_band(canvas, reference)
+    for j, generator in enumerate(matrix.generators):
+        left = LEFT + j * GROUP + 10
+        for i, detector in enumerate(matrix.detectors):
+            bar(canvas, left + i * BAR, values_of(groups[(category, generator, detector)], key),
+                COLOURS[i % len(COLOURS)])
+        put(canvas, generator, (left, y_of(0) + 18), 0.4)
+    reference_line(canvas, reference)
+    for i, detector in enumerate(matrix.detectors):
+        x = LEFT + i * 110
+        cv2.rectangle(canvas, (x, 30), (x + 12, 42), COLOURS[i % len(COLOURS)], -1)
+        put(canvas, detector, (x + 16, 41))
+    return canvas
+
+
+def plot(path: Path, matrix: Matrix, category: str, groups: dict[Group, list[dict]]) -> None:
+    """docs/img/matrix_<category>.png: image AUROC above pixel AUROC."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), canvas)
+    cv2.imwrite(str(path), np.concatenate([panel(matrix, category, key, title, groups)
+                                           for key, title in PLOT_METRICS]))
 
 
 def write_section(path: Path, section: str) -> None:
@@ -257,59 +633,70 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text.rstrip() + "\n")
 
 
+def choose(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """Comma-separated names, each one of ``allowed``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        problem = f"unknown {what} {unknown[0]!r}" if unknown else f"no {what} given"
+        raise click.UsageError(f"{problem}; choose from {', '.join(allowed)}")
+    return names
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """--set DET.KEY=VALUE pairs by detector."""
+    overrides: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        detector, _, setting = key.partition(".")
+        if detector not in (*DETECTORS, REFERENCE) or not setting or not value:
+            raise click.UsageError(f"--set {pair}: expected DET.KEY=VALUE with DET one of "
+                                   f"{', '.join((*DETECTORS, REFERENCE))}")
+        overrides.setdefault(detector, {})[setting] = value
+    return overrides
+
+
+def sdas_model(pair: str) -> tuple[str, str]:
+    """CATEGORY=DIR; a local DIR becomes relative to the repository root, a Hub id stays as it is."""
+    category, _, model = pair.partition("=")
+    if category not in DATASETS or not model:
+        raise click.UsageError(f"--sdas-model {pair}: expected CATEGORY=DIR with CATEGORY one of {', '.join(DATASETS)}")
+    return category, portable(Path(model).resolve()) if Path(model).exists() else model
+
+
 @click.command()
 @click.option("--work", type=click.Path(path_type=Path), required=True, help="Shards and bench results (resumable).")
 @click.option("--size", default=128, show_default=True, help="Image side for generation and detectors.")
-@click.option("-n", "count", default=500, show_default=True, help="Anomalies per generator.")
-@click.option("--threads", default=2, show_default=True, help="torch threads of each `detectors bench`.")
+@click.option("-n", "count", default=500, show_default=True, help="Anomalies per generator and seed.")
+@click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
+@click.option("--categories", default=",".join(DATASETS), show_default=True, help="Comma-separated categories.")
+@click.option("--generators", default=",".join(GENERATORS), show_default=True, help="Comma-separated generators.")
+@click.option("--detectors", default=",".join(DETECTORS), show_default=True,
+              help="Comma-separated detectors trained on anomalies (PatchCore always runs as the reference).")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True,
+              help="torch threads of each `detectors bench`.")
 @click.option("--sdas-model", "sdas_models", multiple=True, metavar="CATEGORY=DIR",
               help="SDAS diffusion model of a category (default: synth's discovery, ./models/CATEGORY).")
-@click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks.md and docs/img/matrix_*.png.")
+@click.option("--set", "pairs", multiple=True, metavar="DET.KEY=VALUE",
+              help="A detector setting for every cell of DET, over the default budget (repeatable).")
 @click.option("--collect-only", is_flag=True, help="Only read the results already under --work (no runs).")
-@click.option("--categories", default=",".join(DATASETS), show_default=True,
-              help="Comma-separated categories to run (one driver per category can share --work).")
-def main(work: Path, size: int, count: int, threads: int, sdas_models: tuple[str, ...], docs: bool,
-         collect_only: bool, categories: str) -> None:
-    """Run the matrix and write the table and plots."""
-    models = dict(pair.split("=", 1) for pair in sdas_models if "=" in pair)
-    run = Runner(work / "log.txt", collect_only)
-    work.mkdir(parents=True, exist_ok=True)
-    results: dict[tuple[str, str], dict] = {}
-    missing: dict[tuple[str, str], str] = {}
-    generation: dict[tuple[str, str], float] = {}
-    commands: list[str] = []
-    chosen = [name.strip() for name in categories.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(DATASETS))
-    if unknown:
-        raise click.UsageError(f"unknown category {unknown[0]!r}; choose from {', '.join(DATASETS)}")
-    for category in chosen:
-        normal_images = count_normal(category)
-        out, error, command = bench(run, work, category, "patchcore", ["patchcore"], None, size, threads, normal_images)
-        commands.append(" ".join(command))
-        if error is None:
-            results[(category, "patchcore")] = read_results(out)
-        for generator in GENERATORS:
-            shards, error = generate(run, work, category, generator, size, count, models.get(category))
-            if error is None and (seconds := read_generation_seconds(shards)) is not None:
-                generation[(category, generator)] = seconds
-            if error is not None:
-                missing[(category, generator)] = error
-                click.echo(f"missing {category}/{generator}: {error}")
-                continue
-            out, error, command = bench(run, work, category, generator, list(DETECTORS), shards, size, threads,
-                                        normal_images)
-            commands.append(" ".join(command))
-            if error is not None:
-                missing[(category, generator)] = error
-                click.echo(f"bench failed {category}/{generator}: {error}")
-                continue
-            results[(category, generator)] = read_results(out)
-    section = markdown(results, missing, generation, commands, size, count)
+@click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks.md and docs/img/matrix_*.png.")
+def main(work: Path, size: int, count: int, seeds: int, categories: str, generators: str, detectors: str,
+         threads: int, sdas_models: tuple[str, ...], pairs: tuple[str, ...], collect_only: bool, docs: bool) -> None:
+    """Run the matrix (or resume it) and write its tables, verdicts and plots."""
+    matrix = Matrix(work.resolve(), size, count, seeds, choose(categories, list(DATASETS), "category"),
+                    choose(generators, list(GENERATORS), "generator"), choose(detectors, DETECTORS, "detector"),
+                    threads, dict(sdas_model(pair) for pair in sdas_models), parse_overrides(pairs))
+    matrix.work.mkdir(parents=True, exist_ok=True)
+    if not collect_only:
+        run_matrix(matrix, Runner(matrix.work / "log.txt"))
+    groups, missing = collect(matrix)
+    section = markdown(matrix, groups, missing)
     click.echo(section)
     if docs:
-        for category in DATASETS:
-            plot(REPO / "docs" / "img" / f"matrix_{category}.png", category, results)
-        write_section(REPO / "docs" / "benchmarks.md", section)
+        for category in matrix.categories:
+            plot(DOCS / "img" / f"matrix_{category}.png", matrix, category, groups)
+        write_section(DOCS / "benchmarks.md", section)
 
 
 if __name__ == "__main__":

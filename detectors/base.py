@@ -10,7 +10,7 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from synth.backbones import DEFAULT_BACKBONE
+from synth.diffusion.precision import fast_bf16
 from detectors.data import TrainingSet
 from synth.errors import SynthError
 
@@ -34,6 +35,11 @@ class DetectorConfig:
     batch_size: int = 8
     seed: int = 0
     size: int | None = None  # image side of the training images (recorded by the CLI/bench for eval)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # backbone and training; auto: bf16 where the CPU has it
+
+    def use_bf16(self) -> bool:
+        """Whether the backbone and the training forward passes run under bf16 autocast."""
+        return self.precision == "bf16" or (self.precision == "auto" and fast_bf16("cpu"))
 
 
 class Detector(ABC):
@@ -46,6 +52,7 @@ class Detector(ABC):
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or self.config_class()
         self.fitted = False
+        self.training: dict[str, Any] | None = None  # what fit() did (steps, early stopping), if it validates
 
     @classmethod
     def paper_config(cls, **overrides: Any) -> DetectorConfig:
@@ -93,7 +100,7 @@ class Detector(ABC):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {key: value.detach().contiguous().cpu() for key, value in self.state_tensors().items()}
         save_file(tensors, str(directory / WEIGHTS_FILE))
-        document = {"detector": self.name, "config": dataclasses.asdict(self.config)}
+        document = {"detector": self.name, "config": dataclasses.asdict(self.config), "training": self.training}
         (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
         return directory
 
@@ -119,6 +126,7 @@ class Detector(ABC):
             raise SynthError(f"{weights} is not a readable safetensors file ({_first_line(error)})") from None
         except (KeyError, RuntimeError) as error:
             raise SynthError(f"{weights} does not hold a fitted {name} ({_first_line(error)})") from None
+        detector.training = document.get("training")
         detector.fitted = True
         return detector
 

@@ -19,7 +19,7 @@ import torch
 
 from detectors.base import Detector, create_detector
 from detectors.data import TrainingSet
-from detectors.metrics import evaluate
+from detectors.metrics import bootstrap_intervals, evaluate
 from synth.data import Category
 from synth.errors import SynthError
 
@@ -49,7 +49,8 @@ class TestSet:
 
 @dataclass
 class Result:
-    """Metrics and timings of one detector on one test set."""
+    """Metrics, their 95% bootstrap intervals over test images, image scores (test-set order) and timings
+    of one detector on one test set; ``training`` is the detector's training summary, None without one."""
 
     detector: str
     metrics: dict[str, float]
@@ -59,6 +60,9 @@ class Result:
     train_images: int
     train_anomalies: int
     config: dict[str, Any]
+    intervals: dict[str, list[float]]
+    image_scores: list[float]
+    training: dict[str, Any] | None
 
 
 def fit_detector(detector: Detector, data: TrainingSet) -> float:
@@ -69,12 +73,24 @@ def fit_detector(detector: Detector, data: TrainingSet) -> float:
     return time.perf_counter() - start
 
 
-def score_test_set(detector: Detector, test: TestSet) -> tuple[dict[str, float], np.ndarray, float]:
-    """Metrics, anomaly maps and the scoring wall time of ``detector`` on ``test``."""
+def evaluate_on_test_set(detector: Detector, test: TestSet, fit_seconds: float | None = None,
+                         data: TrainingSet | None = None) -> tuple[Result, np.ndarray]:
+    """Score ``test`` with ``detector`` (fitted on ``data``, None for a loaded model): its Result and anomaly maps."""
     start = time.perf_counter()
     scores, maps = detector.score(test.images)
     seconds = time.perf_counter() - start
-    return evaluate(test.labels, scores, test.masks, maps), maps, seconds
+    metrics = evaluate(test.labels, scores, test.masks, maps)
+    intervals = bootstrap_intervals(test.labels, scores, test.masks, maps)
+    result = Result(detector.name, metrics, fit_seconds, seconds, len(test.images) / seconds,
+                    len(data.normal) if data else 0, len(data.anomalous) if data else 0, asdict(detector.config),
+                    {key: list(interval) for key, interval in intervals.items()}, [float(score) for score in scores],
+                    getattr(detector, "training", None))
+    return result, maps
+
+
+def labels_and_defects(test: TestSet) -> dict[str, list]:
+    """The test labels (0 normal, 1 anomalous) and defect names, in the order of the image scores."""
+    return {"labels": [int(label) for label in test.labels], "defects": list(test.defects)}
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -110,11 +126,19 @@ def write_overlays(directory: Path, name: str, test: TestSet, maps: np.ndarray, 
     return paths
 
 
+def metric_cell(result: Result, key: str) -> str:
+    """The metric to 4 decimals, followed by its bootstrap interval where it has one: ``0.9876 [0.962, 1.000]``."""
+    if key not in result.intervals:
+        return f"{result.metrics[key]:.4f}"
+    low, high = result.intervals[key]
+    return f"{result.metrics[key]:.4f} [{low:.3f}, {high:.3f}]"
+
+
 def markdown_table(results: Sequence[Result]) -> str:
     header = ["detector", *METRIC_COLUMNS.values(), "fit (s)", "score (img/s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in results:
-        cells = [result.detector, *(f"{result.metrics[key]:.4f}" for key in METRIC_COLUMNS),
+        cells = [result.detector, *(metric_cell(result, key) for key in METRIC_COLUMNS),
                  "—" if result.fit_seconds is None else f"{result.fit_seconds:.1f}", f"{result.images_per_second:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -134,11 +158,10 @@ def run_bench(category: Category, names: Sequence[str], out: str | Path, train: 
         data = train if detector.uses_anomalies else normal_only
         fit_seconds = fit_detector(detector, data)
         detector.save(out / "models" / detector.name, overwrite=overwrite)
-        metrics, maps, score_seconds = score_test_set(detector, test)
+        result, maps = evaluate_on_test_set(detector, test, fit_seconds, data)
         write_overlays(out / "overlays", detector.name, test, maps, overlays)
-        results.append(Result(detector.name, metrics, fit_seconds, score_seconds, len(test.images) / score_seconds,
-                              len(data.normal), len(data.anomalous), asdict(detector.config)))
-    write_results(out, category, results)
+        results.append(result)
+    write_results(out, category, test, results)
     return results
 
 
@@ -156,9 +179,10 @@ def check_results_dir(out: Path, overwrite: bool) -> None:
         raise SynthError(f"{out} already holds results; pass --overwrite to replace them")
 
 
-def write_results(out: Path, category: Category, results: Sequence[Result]) -> None:
+def write_results(out: Path, category: Category, test: TestSet, results: Sequence[Result]) -> None:
     document = {"category": category.name, "data": str(category.root) if category.root else None,
-                "torch_threads": torch.get_num_threads(), "results": [asdict(result) for result in results]}
+                "torch_threads": torch.get_num_threads(), **labels_and_defects(test),
+                "results": [asdict(result) for result in results]}
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     title = f"# {category.name} ({category.root or 'built-in'})\n\n"
     (out / "results.md").write_text(title + markdown_table(results))

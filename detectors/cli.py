@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,8 +12,8 @@ import torch
 
 from synth.backbones import BACKBONES
 from detectors.base import DETECTORS, create_detector, load_detector
-from detectors.bench import (METRIC_COLUMNS, Result, TestSet, check_results_dir, fit_detector, markdown_table,
-                             run_bench, score_test_set, write_overlays)
+from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
+                             labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data import TrainingSet, training_set
 from synth.data import Category, load_category
 from synth.cli import run_command_line
@@ -122,13 +121,14 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     detector = load_detector(model)
     size = detector.config.size or 256
     test = TestSet.from_category(load_category(root, category, size=size), size)
-    metrics, maps, seconds = score_test_set(detector, test)
-    result = Result(detector.name, metrics, None, seconds, len(test.images) / seconds, 0, 0, asdict(detector.config))
+    result, maps = evaluate_on_test_set(detector, test)
     click.echo(markdown_table([result]), nl=False)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"model": str(model), "category": category, "size": size,
-                                                      "score_seconds": seconds, **metrics}, indent=2) + "\n")
+        (out / "metrics.json").write_text(json.dumps({
+            "model": str(model), "category": category, "size": size, "score_seconds": result.score_seconds,
+            **result.metrics, "intervals": result.intervals, "image_scores": result.image_scores,
+            "training": result.training, **labels_and_defects(test)}, indent=2) + "\n")
         write_overlays(out / "overlays", detector.name, test, maps, overlays)
 
 

@@ -254,6 +254,7 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None) -> None:
         super().__init__(config)
         self.backbone = create_backbone(self.config.backbone, self.config.backbone_weights)
+        self.backbone.bf16 = self.config.use_bf16()
         self.dim = self.config.embed_dim or default_embed_dim(self.backbone, self.config.strides, OFFICIAL_EMBED_DIM)
         self.memory_bank = torch.zeros(0, self.dim)
         self.coreset: Coreset | None = None  # the last fit's selection (indices, coverage radius)

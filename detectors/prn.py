@@ -219,6 +219,7 @@ class PRN(SyntheticDetector):
     def __init__(self, config: PRNConfig | None = None) -> None:
         super().__init__(config)
         self.backbone = create_backbone(self.config.backbone, self.config.backbone_weights)
+        self.backbone.bf16 = self.config.use_bf16()
         self.channels = tuple(self.backbone.channels[s] for s in self.strides)
         self.network: PRNetwork | None = None
 

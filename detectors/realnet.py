@@ -171,6 +171,7 @@ class RealNet(SyntheticDetector):
         super().__init__(config)
         torch.manual_seed(self.config.seed)
         self.backbone = create_backbone(self.config.backbone, self.config.backbone_weights)
+        self.backbone.bf16 = self.config.use_bf16()
         widths = tuple(self.backbone.channels[s] for s in self.strides)
         self.counts = afs_channels(widths, tuple(self.config.afs_ratios))
         self.r = rrs_channels(self.counts, self.config.rrs_channels)

@@ -22,6 +22,7 @@ masked patches of synthetic anomalies (a synth dataset) are used as further anom
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -32,16 +33,18 @@ from torch import nn
 from tqdm import tqdm
 
 from synth.backbones import create_backbone
-from detectors.base import Detector, DetectorConfig, register
+from detectors.base import Detector, register
 from detectors.data import Batch, TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features
+from detectors.stopping import EarlyStopping
+from detectors.synthetic import ValidationConfig, normal_counterparts, split_rows, validate_held_out
 from synth.errors import SynthError
 
 OFFICIAL_EMBED_DIM = 1536  # pretrain/target_embed_dimension in the official run.sh
 
 
 @dataclass
-class SimpleNetConfig(DetectorConfig):
+class SimpleNetConfig(ValidationConfig):
     strides: tuple[int, ...] = DEFAULT_STRIDES
     embed_dim: int | None = None  # None: default_embed_dim(backbone, strides, 1536)
     hidden: int | None = None  # discriminator width; None: embed_dim // 1.5 (official rule; 1024 for 1536)
@@ -55,6 +58,7 @@ class SimpleNetConfig(DetectorConfig):
     sigma: float = 4.0
     feature_std: float | None = 0.1  # scale features to this training-set std (None: raw), see above
     min_mask_overlap: float = 0.5  # a patch of a synthetic anomaly counts as anomalous above this mask share
+    val_every: int = 0  # optimiser steps between validations on held-out synthetic rows (0: none, keep the last)
 
 
 class Discriminator(nn.Sequential):
@@ -85,6 +89,7 @@ class SimpleNet(Detector):
         super().__init__(config)
         torch.manual_seed(self.config.seed)
         self.backbone = create_backbone(self.config.backbone, self.config.backbone_weights)
+        self.backbone.bf16 = self.config.use_bf16()
         self.dim = self.config.embed_dim or default_embed_dim(self.backbone, self.config.strides, OFFICIAL_EMBED_DIM)
         self.adaptor = nn.Linear(self.dim, self.dim)
         nn.init.xavier_normal_(self.adaptor.weight)
@@ -108,33 +113,62 @@ class SimpleNet(Detector):
         if config.feature_std:
             self.feature_scale = cache.std() / config.feature_std
             cache /= self.feature_scale
+        held, sources = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if config.val_every and data.anomalous:
+            sources = normal_counterparts(data)
+            kept, held = split_rows(len(data.anomalous), config.val_fraction, rng)
+            train = dataclasses.replace(data, anomalous=[data.anomalous[i] for i in kept])
+        else:
+            train = data
         adaptor_opt = torch.optim.AdamW(self.adaptor.parameters(), lr=config.lr / 10)
         dsc_opt = torch.optim.Adam(self.discriminator.parameters(), lr=config.dsc_lr, weight_decay=1e-5)
         epochs = config.meta_epochs * config.gan_epochs
-        steps = epochs * data.num_batches(config.batch_size)
-        steps = min(steps, config.max_steps) if config.max_steps else steps
-        batches = (batch for _ in range(epochs) for batch in data.batches(config.batch_size, rng))
-        self.adaptor.train()
-        self.discriminator.train()
-        with tqdm(total=steps, desc="simplenet", mininterval=2) as bar:
-            for batch in itertools.islice(batches, steps):
-                true, synthetic = self._batch_features(data, batch, cache)
-                true = self.adaptor(true)
-                fake = true + torch.randn_like(true) * config.noise_std
-                if len(synthetic):
-                    fake = torch.cat([fake, self.adaptor(synthetic)])
-                scores = self.discriminator(torch.cat([true, fake]))[:, 0]
-                loss = truncated_l1(scores[:len(true)], scores[len(true):], config.margin)
-                adaptor_opt.zero_grad()
-                dsc_opt.zero_grad()
-                loss.backward()
-                adaptor_opt.step()
-                dsc_opt.step()
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        max_steps = epochs * train.num_batches(config.batch_size)
+        max_steps = min(max_steps, config.max_steps) if config.max_steps else max_steps
+        batches = (batch for _ in range(epochs) for batch in train.batches(config.batch_size, rng))
+        stopping = EarlyStopping(config.patience, config.min_delta)
+        best_state, step = None, 0
+        self._train_mode(True)
+        with tqdm(total=max_steps, desc="simplenet", mininterval=2) as bar:
+            for step, batch in enumerate(itertools.islice(batches, max_steps), start=1):
+                loss = self._train_step(train, batch, cache, adaptor_opt, dsc_opt)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.update()
-        self.adaptor.eval()
-        self.discriminator.eval()
+                if len(held) and (step % config.val_every == 0 or step == max_steps):
+                    self._train_mode(False)
+                    score = validate_held_out(self, data, held, sources)
+                    self._train_mode(True)
+                    if stopping.update(step, score):
+                        best_state = {k: v.clone() for k, v in self.state_tensors().items()}
+                    bar.write(f"simplenet step {step}: synthetic validation {score:.4f} (best {stopping.best:.4f})")
+                    if stopping.plateaued:
+                        break
+        self.training = stopping.summary(step, max_steps) if len(held) else None
+        if best_state is not None:
+            self.load_state_tensors(best_state)
+        self._train_mode(False)
         self.fitted = True
+
+    def _train_step(self, data: TrainingSet, batch: Batch, cache: torch.Tensor, adaptor_opt: torch.optim.Optimizer,
+                    dsc_opt: torch.optim.Optimizer) -> float:
+        """One optimiser step of adaptor and discriminator; returns the loss."""
+        true, synthetic = self._batch_features(data, batch, cache)
+        true = self.adaptor(true)
+        fake = true + torch.randn_like(true) * self.config.noise_std
+        if len(synthetic):
+            fake = torch.cat([fake, self.adaptor(synthetic)])
+        scores = self.discriminator(torch.cat([true, fake]))[:, 0]
+        loss = truncated_l1(scores[:len(true)], scores[len(true):], self.config.margin)
+        adaptor_opt.zero_grad()
+        dsc_opt.zero_grad()
+        loss.backward()
+        adaptor_opt.step()
+        dsc_opt.step()
+        return loss.item()
+
+    def _train_mode(self, mode: bool) -> None:
+        self.adaptor.train(mode)
+        self.discriminator.train(mode)
 
     def _batch_features(self, data: TrainingSet, batch: Batch, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normal patch features of the batch and, for synthetic anomalies, the features of their masked patches."""
@@ -170,5 +204,4 @@ class SimpleNet(Detector):
                 module.load_state_dict(state)
             except RuntimeError as error:
                 raise SynthError(f"saved SimpleNet weights do not fit this config: {str(error).splitlines()[0]}") from None
-        self.adaptor.eval()
-        self.discriminator.eval()
+        self._train_mode(False)

@@ -25,6 +25,7 @@ from synth.backbones import Backbone
 from detectors.base import Detector, DetectorConfig
 from detectors.data import TrainingSet
 from detectors.metrics import image_auroc, pixel_ap
+from detectors.stopping import EarlyStopping
 from synth.errors import SynthError
 
 THUMBNAIL = 32  # side of the thumbnails compared when matching anomalies to their normal image
@@ -33,13 +34,21 @@ MAX_VALIDATION_ROWS = 64
 
 
 @dataclass
-class SyntheticConfig(DetectorConfig):
+class ValidationConfig(DetectorConfig):
+    """Checkpoint selection and early stopping on held-out synthetic rows."""
+
+    val_fraction: float = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
+    patience: int = 0  # stop after this many validations without improvement (0: run the whole budget)
+    min_delta: float = 0.0  # a validation improves on the best when it beats it by more than this
+
+
+@dataclass
+class SyntheticConfig(ValidationConfig):
     """Settings of the shared training loop."""
 
-    epochs: int = 20  # one epoch: every normal image once, each batch topped up with anomalies
+    epochs: int = 20  # the budget; one epoch: every normal image once, each batch topped up with anomalies
     lr: float = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
     anomaly_fraction: float = 0.5  # share of anomalies in a batch (both references: half the batch)
-    val_fraction: float = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
     val_every: int = 5  # epochs between validations (RealNet's val_freq_epoch)
 
 
@@ -95,6 +104,16 @@ def validation_score(scores: np.ndarray, maps: np.ndarray, masks: np.ndarray) ->
     return 0.5 * (image_auroc(labels, scores) + pixel_ap(masks, maps))
 
 
+def validate_held_out(detector: Detector, data: TrainingSet, held: np.ndarray, sources: np.ndarray) -> float:
+    """``validation_score`` of ``detector`` (in eval mode) on held-out anomalies and their normal sources."""
+    images = np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held])
+    masks = np.stack([data.anomalous[i][1] for i in held] + [np.zeros_like(data.anomalous[i][1]) for i in held])
+    step = detector.config.batch_size
+    with torch.no_grad():
+        results = [detector._score(images[start:start + step]) for start in range(0, len(images), step)]
+    return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
+
+
 def cache_features(backbone: Backbone, images: Sequence[np.ndarray], strides: Sequence[int], batch_size: int,
                    select: dict[int, torch.Tensor] | None = None, desc: str = "features") -> list[torch.Tensor]:
     """Backbone features (float16) at ``strides`` of ``images``, optionally only the channels ``select[stride]``."""
@@ -148,8 +167,11 @@ class SyntheticDetector(Detector):
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
         parameters = [p for module in self.networks().values() for p in module.parameters()]
         optimizer = self.optimizer(parameters)
-        best, best_state = -np.inf, None
-        with tqdm(total=config.epochs * train.num_batches(config.batch_size), desc=self.name, mininterval=2) as bar:
+        stopping = EarlyStopping(config.patience, config.min_delta)
+        best_state, step = None, 0
+        bf16 = config.use_bf16()
+        max_steps = config.epochs * train.num_batches(config.batch_size)
+        with tqdm(total=max_steps, desc=self.name, mininterval=2) as bar:
             for epoch in range(config.epochs):
                 self._train_mode(True)
                 for batch in train.batches(config.batch_size, rng):
@@ -157,18 +179,24 @@ class SyntheticDetector(Detector):
                     targets = cache.batch(np.concatenate([batch.normal, sources[kept][batch.anomalous]]), [])
                     masks = np.concatenate([np.zeros((len(batch.normal), data.size, data.size), np.uint8),
                                             train.anomalous_images(batch.anomalous)[1]])
-                    loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
+                    step += 1
                     bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
                     bar.update()
                 last = epoch + 1 == config.epochs
                 if len(held) and ((epoch + 1) % config.val_every == 0 or last):
-                    score = self._validate(data, held, sources)
-                    if score > best:
-                        best, best_state = score, {k: v.clone() for k, v in self.state_tensors().items()}
-                    bar.write(f"{self.name} epoch {epoch + 1}: synthetic validation {score:.4f} (best {best:.4f})")
+                    self._train_mode(False)
+                    score = validate_held_out(self, data, held, sources)
+                    if stopping.update(step, score):
+                        best_state = {k: v.clone() for k, v in self.state_tensors().items()}
+                    bar.write(f"{self.name} step {step}: synthetic validation {score:.4f} (best {stopping.best:.4f})")
+                    if stopping.plateaued:
+                        break
+        self.training = stopping.summary(step, max_steps)
         if best_state is not None:
             self.load_state_tensors(best_state)
         self._train_mode(False)
@@ -176,17 +204,6 @@ class SyntheticDetector(Detector):
 
     def optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(parameters, lr=self.config.lr)
-
-    def _validate(self, data: TrainingSet, held: np.ndarray, sources: np.ndarray) -> float:
-        """Score the held-out anomalies and their normal sources (empty masks)."""
-        self._train_mode(False)
-        images = np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held])
-        masks = np.stack([data.anomalous[i][1] for i in held] + [np.zeros_like(data.anomalous[i][1]) for i in held])
-        with torch.no_grad():
-            step = self.config.batch_size
-            results = [self._score(images[s:s + step]) for s in range(0, len(images), step)]
-        self._train_mode(True)
-        return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
 
     def _train_mode(self, mode: bool) -> None:
         for module in self.networks().values():

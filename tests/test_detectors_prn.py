@@ -12,7 +12,7 @@ from detectors.prn import MultiScaleFusion, MultiSizeAttention, Prototypes
 from synth.errors import SynthError
 from tiny_defects import SIZE, check_separates_and_round_trips, tiny_training_set
 
-FAST = {"epochs": 4, "lr": 1e-3, "batch_size": 8, "val_every": 2}
+FAST = {"epochs": 4, "lr": 1e-3, "batch_size": 8, "val_every": 2, "precision": "fp32"}
 
 
 def test_residual_is_taken_to_the_nearest_prototype():

@@ -1,0 +1,84 @@
+"""Early stopping: the rule itself, and detectors that stop on a validation plateau and not before."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detectors import create_detector, load_detector
+from detectors.stopping import EarlyStopping
+from tiny_defects import tiny_training_set
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(stopping: EarlyStopping, scores: list[float]) -> int:
+    """Feed validations one by one; the number fed when the rule said stop (all of them if it never did)."""
+    for count, score in enumerate(scores, start=1):
+        stopping.update(10 * count, score)
+        if stopping.plateaued:
+            return count
+    return len(scores)
+
+
+def test_stops_after_patience_validations_without_improvement():
+    stopping = EarlyStopping(patience=3)
+    assert run(stopping, [0.5, 0.6, 0.7, 0.7, 0.69, 0.7, 0.9, 0.95]) == 6
+    assert stopping.best == 0.7 and stopping.best_step == 30
+
+
+def test_does_not_stop_while_improving_or_after_a_short_dip():
+    assert run(EarlyStopping(patience=3), [0.1 * i for i in range(1, 11)]) == 10
+    stopping = EarlyStopping(patience=3)
+    assert run(stopping, [0.5, 0.4, 0.45, 0.6, 0.55, 0.58, 0.7]) == 7  # two bad validations, then better
+    assert not stopping.plateaued and stopping.best_step == 70
+
+
+def test_patience_zero_never_stops_and_min_delta_ignores_tiny_gains():
+    assert run(EarlyStopping(patience=0), [0.5] * 20) == 20
+    assert run(EarlyStopping(patience=2, min_delta=0.01), [0.5, 0.505, 0.509, 0.6]) == 3
+
+
+def test_summary_says_whether_a_plateau_or_the_budget_ended_training():
+    stopping = EarlyStopping(patience=2)
+    run(stopping, [0.5, 0.5, 0.5])
+    summary = stopping.summary(steps=30, max_steps=100)
+    assert summary["stopped_early"] and summary["best_step"] == 10 and len(summary["validations"]) == 3
+    assert not EarlyStopping(patience=2).summary(steps=100, max_steps=100)["stopped_early"]
+
+
+def check_stopped_on_plateau(training: dict, patience: int) -> None:
+    """Stopped before its budget, exactly ``patience`` validations after the best one, which it kept."""
+    steps, scores = zip(*training["validations"])
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert training["stopped_early"] and training["steps"] == steps[-1] < training["max_steps"]
+    assert len(scores) - 1 - best == patience and training["best_step"] == steps[best]
+
+
+def test_realnet_stops_on_a_plateau_and_keeps_the_summary(tmp_path):
+    # lr = 0: only BatchNorm statistics move, so validation plateaus long before the 50-epoch budget.
+    detector = create_detector("realnet", epochs=50, lr=0.0, disc_width=16, afs_samples=8, batch_size=8,
+                               val_every=1, patience=2)
+    detector.fit(tiny_training_set(normal=8, anomalies=16))
+    check_stopped_on_plateau(detector.training, patience=2)
+    detector.save(tmp_path / "model")
+    assert load_detector(tmp_path / "model").training == detector.training
+
+
+def test_simplenet_validates_on_held_out_anomalies_and_stops():
+    detector = create_detector("simplenet", hidden=32, max_steps=200, batch_size=4, lr=0.0, dsc_lr=0.0,
+                               val_every=2, patience=2)
+    detector.fit(tiny_training_set(normal=8, anomalies=24))
+    check_stopped_on_plateau(detector.training, patience=2)
+
+
+def test_simplenet_without_validation_runs_its_budget():
+    detector = create_detector("simplenet", hidden=32, max_steps=4, batch_size=4)
+    detector.fit(tiny_training_set(normal=8, anomalies=0))
+    assert detector.training is None and detector.fitted
