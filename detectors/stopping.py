@@ -7,6 +7,7 @@ Every detector that validates on held-out synthetic rows uses it, and records wh
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +26,15 @@ class EarlyStopping:
     best_step: int | None = None
     since_best: int = 0
     history: list[tuple[int, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    best_seconds: float | None = None  # wall time from creation to the best validation
 
     def update(self, step: int, score: float) -> bool:
         """Record the score of the model after ``step`` optimiser steps; True if it is the new best."""
         self.history.append((step, float(score)))
         if score > self.best + self.min_delta or self.best_step is None:
             self.best, self.best_step, self.since_best = float(score), step, 0
+            self.best_seconds = time.perf_counter() - self.started
             return True
         self.since_best += 1
         return False
@@ -44,4 +48,6 @@ class EarlyStopping:
         return {"steps": steps, "max_steps": max_steps, "best_step": self.best_step,
                 "best_score": None if self.best_step is None else self.best,
                 "stopped_early": self.plateaued and steps < max_steps, "patience": self.patience,
+                "best_seconds": None if self.best_seconds is None else round(self.best_seconds, 1),
+                "seconds": round(time.perf_counter() - self.started, 1),
                 "validations": [[step, round(score, 6)] for step, score in self.history]}

@@ -127,6 +127,27 @@ def test_backbone_taps_and_errors():
         create_backbone("vgg")
 
 
+def test_folded_batch_norms_and_bf16_keep_the_features(monkeypatch, brick):
+    import synth.backbones
+
+    images = np.stack(brick[0].normal[:2])
+    folded = create_backbone()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    monkeypatch.setattr(synth.backbones, "fold_batch_norms", lambda module, pairs: None)
+    plain = create_backbone()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    reference = plain(images, (4, 8, 16, 32))
+
+    def check(tolerance: float) -> None:
+        for tap, expected in zip(folded(images, (4, 8, 16, 32)), reference):
+            assert tap.dtype == torch.float32 and tap.shape == expected.shape
+            assert (tap - expected).abs().max() <= tolerance * expected.abs().max()
+
+    check(1e-4)  # folding changes only the float rounding
+    folded.bf16 = True
+    check(0.1)  # bf16 autocast: the same features to bf16 precision, returned as float32
+
+
 def test_torchvision_backbones_without_torchvision(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # as here, where torchvision is not installed
     for name in ("wide_resnet50_2", "resnet18"):
