@@ -38,13 +38,14 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
 
 from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
 
-# Training budgets, passed to every cell with --set. RealNet and PRN: a cap in optimiser steps (turned
-# into whole epochs per category) and a validation every `val_every` epochs; SimpleNet: cap and
-# validation interval in optimiser steps. Training stops after `patience` validations without improvement.
+# Training budgets, passed to every cell with --set: a cap and a validation interval in optimiser steps
+# (RealNet and PRN count in epochs, so both become whole epochs per category: a validation about every
+# `val_every` steps whatever the category's size). Training stops after `patience` validations without
+# improvement.
 BUDGETS = {
-    "realnet": {"max_steps": 2000, "val_every": 1, "patience": 4},
+    "realnet": {"max_steps": 2000, "val_every": 50, "patience": 4},
     "simplenet": {"max_steps": 4000, "val_every": 100, "patience": 4},
-    "prn": {"max_steps": 2000, "val_every": 1, "patience": 4},
+    "prn": {"max_steps": 2000, "val_every": 50, "patience": 4},
 }
 EPOCH_BUDGETS = ("realnet", "prn")  # detectors whose cap is given in epochs
 NORMALS_PER_STEP = 8  # normal images per RealNet / PRN optimiser step (batch 16, half of it anomalies)
@@ -188,8 +189,9 @@ def budget_settings(detector: str, normal_images: int) -> dict[str, int]:
     budget = BUDGETS[detector]
     if detector not in EPOCH_BUDGETS:
         return dict(budget)
-    epochs = math.ceil(budget["max_steps"] / math.ceil(normal_images / NORMALS_PER_STEP))
-    return {"epochs": epochs, "val_every": budget["val_every"], "patience": budget["patience"]}
+    steps_per_epoch = math.ceil(normal_images / NORMALS_PER_STEP)
+    return {"epochs": math.ceil(budget["max_steps"] / steps_per_epoch),
+            "val_every": max(1, round(budget["val_every"] / steps_per_epoch)), "patience": budget["patience"]}
 
 
 def count_normal(category: str) -> int:
@@ -479,8 +481,8 @@ def generation_table(matrix: Matrix) -> list[str]:
 
 
 def budget_text() -> str:
-    epochs = ", ".join(f"{d} {BUDGETS[d]['max_steps']} steps (whole epochs, validated every "
-                       f"{BUDGETS[d]['val_every']} epoch(s))" for d in EPOCH_BUDGETS)
+    epochs = ", ".join(f"{d} {BUDGETS[d]['max_steps']} steps (whole epochs, validated every whole number of "
+                       f"epochs nearest to {BUDGETS[d]['val_every']} steps)" for d in EPOCH_BUDGETS)
     others = ", ".join(f"{d} {b['max_steps']} steps (validated every {b['val_every']} steps)"
                        for d, b in BUDGETS.items() if d not in EPOCH_BUDGETS)
     patience = ", ".join(sorted({str(b["patience"]) for b in BUDGETS.values()}))
