@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 from detectors import create_detector, load_detector
 from detectors.stopping import EarlyStopping
+from tests.test_detectors_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tiny_defects import tiny_training_set
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(stopping: EarlyStopping, scores: list[float]) -> int:
