@@ -11,14 +11,9 @@ from detectors import create_detector
 from detectors.patchcore import CORESET_METHODS, greedy_coreset, project, select_coreset
 from synth.errors import SynthError
 from tests.conftest import real_data
+from tests.test_detectors_models import one_thread  # noqa: F401  (autouse: one torch thread)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def clustered(rows: int = 600, dim: int = 48, seed: int = 0) -> torch.Tensor:
