@@ -1,0 +1,84 @@
+"""What one SDAS UNet call costs on this CPU: torch.profiler's top operators and the variants tried.
+
+    python benchmarks/unet_profile.py --batch-size 16 --threads 1 [--model DIR]
+
+Prints the top operators of a bf16-autocast, channels-last call (the sampler's default on CPUs with
+bf16 units) and the milliseconds per call of: that default, the whole model cast to bf16, and
+`torch.jit.trace` + `freeze` + `optimize_for_inference`. Set ONEDNN_VERBOSE=1 to see which oneDNN
+kernels (avx512_core_bf16, amx) the convolutions use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from synth.diffusion.model import load_model
+from synth.diffusion.models import bundled_models
+
+
+class Denoiser(torch.nn.Module):
+    """The UNet as a module returning a plain tensor (what torch.jit.trace + freeze need)."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, return_dict=False)[0]
+
+
+def milliseconds(run, repeats: int) -> float:
+    """Mean process time per call in ms, after two warm-up calls."""
+    with torch.no_grad():
+        run()
+        run()
+        start = time.process_time()
+        for _ in range(repeats):
+            run()
+    return 1000 * (time.process_time() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model directory [default: the bundled bottle model]")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    unet, config = load_model(args.model or bundled_models()["bottle"])
+    unet.requires_grad_(False)
+    x = torch.randn(args.batch_size, 3, config.size, config.size).to(memory_format=torch.channels_last)
+    t = torch.full((args.batch_size,), 500)
+
+    def autocast() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return unet(x, t, return_dict=False)[0]
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as profiler:
+        autocast()
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+    whole = copy.deepcopy(unet).to(torch.bfloat16)
+    x_bf16 = x.to(torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        traced = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(
+            Denoiser(unet).eval(), (x, t), check_trace=False)))
+
+    def jit() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            return traced(x, t)
+
+    variants = {"bf16 autocast, channels-last (default)": autocast,
+                "whole model in bf16": lambda: whole(x_bf16, t, return_dict=False)[0], "jit trace + freeze": jit}
+    print(f"batch {args.batch_size}, {config.size} px, {args.threads} thread(s)\n\n| variant | ms per call |\n|---|---|")
+    for name, run in variants.items():
+        print(f"| {name} | {milliseconds(run, args.repeats):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
