@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from synth.cli import main
+from synth.diffusion.schedule import Schedule
 from synth.errors import SynthError
-from synth.score import block_slopes, colour_error, diversity, kid
+from synth.score import RealImages, block_products, colour_error, diversity, epsilon_slopes, kid
 
 
 def test_colour_error_against_the_nearest_real_mean_colour():
@@ -35,17 +37,50 @@ def test_kid_is_near_zero_for_two_halves_of_the_same_images_and_large_for_differ
         kid(features[:1], features)
 
 
+def slopes_of(predicted: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    return {scale: ab / bb for scale, (ab, bb) in block_products(predicted, true).items()}
+
+
 def test_diversity_and_slopes():
     assert diversity(np.ones((5, 3))) == pytest.approx(0.0)
     assert diversity(np.eye(4)) == pytest.approx(1.0)
     true = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    assert all(v == pytest.approx(1.0) for v in block_slopes(true, true).values())
+    assert all(v == pytest.approx(1.0) for v in slopes_of(true, true).values())
     # a prediction that misses the image mean: slope 1 at fine scales, 0 for the mean
     centred = true - true.mean(dim=(2, 3), keepdim=True)
-    slopes = block_slopes(centred, true)
+    slopes = slopes_of(centred, true)
     assert slopes["mean"] == pytest.approx(0.0, abs=1e-6)
     assert slopes["1"] > 0.9
     assert list(slopes) == ["1", "2", "4", "8", "mean"]
+
+
+class OracleUNet(torch.nn.Module):
+    """Predicts the exact ε of x_t from the known x0, optionally without its image mean."""
+
+    def __init__(self, x0: torch.Tensor, centred: bool) -> None:
+        super().__init__()
+        self.x0, self.centred, self.device = x0, centred, torch.device("cpu")
+        self.alphas = Schedule.linear().alphas_cumprod
+
+    def forward(self, x_t, t, class_labels=None):
+        alpha = self.alphas[t].reshape(-1, 1, 1, 1)
+        epsilon = (x_t - alpha.sqrt() * self.x0) / (1 - alpha).sqrt()
+        if self.centred:
+            epsilon = epsilon - epsilon.mean(dim=(2, 3), keepdim=True)
+        return SimpleNamespace(sample=torch.cat([epsilon, epsilon], dim=1))  # learned variance: 6 channels
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_epsilon_slopes_pool_draws_and_report_their_spread(centred):
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    x0 = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    config = SimpleNamespace(num_train_timesteps=1000, num_classes=0)
+    slopes = epsilon_slopes(OracleUNet(x0, centred), config, RealImages(images, np.zeros((4, 1))), (100, 999), draws=3)
+    assert list(slopes) == ["100", "999"]
+    for row in slopes.values():
+        assert row["1"] == pytest.approx(1.0, abs=0.02 if centred else 1e-4)
+        assert row["mean"] == pytest.approx(0.0 if centred else 1.0, abs=1e-4)
+        assert row["mean_std"] == pytest.approx(0.0, abs=1e-4)
 
 
 @pytest.mark.parametrize("threads", [1])
