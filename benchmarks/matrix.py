@@ -542,6 +542,7 @@ PLOT_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
 COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]  # BGR per detector
 REFERENCE_COLOUR = (60, 60, 200)
 LEFT, TOP, HEIGHT, BOTTOM, GROUP, BAR = 60, 50, 260, 40, 150, 30  # panel layout in pixels
+MIN_WIDTH = 560  # pixels, so that the title fits however few generators there are
 
 
 def put(canvas: np.ndarray, words: str, at: tuple[int, int], scale: float = 0.45,
@@ -549,67 +550,83 @@ def put(canvas: np.ndarray, words: str, at: tuple[int, int], scale: float = 0.45
     cv2.putText(canvas, words, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
-def y_of(value: float) -> int:
-    """The pixel row of a metric value (the axis runs from 0 to 1)."""
-    return int(round(TOP + HEIGHT * (1 - float(np.clip(value, 0, 1)))))
+def axis_floor(values: Sequence[float]) -> float:
+    """The bottom of the value axis: 0.1 below the lowest mean minus its spread, in steps of 0.1, at most 0.9."""
+    if not values:
+        return 0.0
+    return float(np.clip(math.floor((min(values) - 0.1) * 10) / 10, 0.0, 0.9))
 
 
-def axes(canvas: np.ndarray, title: str) -> None:
-    """Title, grid lines at every 0.1 and their labels."""
+def y_of(value: float, low: float = 0.0) -> int:
+    """The pixel row of a metric value (the axis runs from ``low`` to 1)."""
+    return int(round(TOP + HEIGHT * (1 - (float(np.clip(value, low, 1)) - low) / (1 - low))))
+
+
+def axes(canvas: np.ndarray, title: str, low: float) -> None:
+    """Title, grid lines at every 0.1 (every 0.05 on a short axis) and their labels."""
     put(canvas, title, (10, 20), 0.6)
-    for tick in np.linspace(0, 1, 11):
-        cv2.line(canvas, (LEFT, y_of(tick)), (canvas.shape[1] - 10, y_of(tick)), (225, 225, 225), 1)
-        put(canvas, f"{tick:.1f}", (LEFT - 35, y_of(tick) + 4), 0.4, (90, 90, 90))
+    for tick in np.arange(low, 1.0001, 0.1 if low < 0.6 else 0.05):
+        cv2.line(canvas, (LEFT, y_of(tick, low)), (canvas.shape[1] - 10, y_of(tick, low)), (225, 225, 225), 1)
+        put(canvas, f"{tick:.2f}", (LEFT - 42, y_of(tick, low) + 4), 0.4, (90, 90, 90))
 
 
-def reference_band(canvas: np.ndarray, values: Sequence[float]) -> None:
+def reference_band(canvas: np.ndarray, values: Sequence[float], low: float) -> None:
     """PatchCore's mean ± one standard deviation as a light band (drawn under the bars)."""
     mean, std = mean_std(values) if values else (0.0, None)
     if std:
         band = canvas.copy()
-        cv2.rectangle(band, (LEFT, y_of(mean + std)), (canvas.shape[1] - 10, y_of(mean - std)), (210, 210, 245), -1)
+        cv2.rectangle(band, (LEFT, y_of(mean + std, low)), (canvas.shape[1] - 10, y_of(mean - std, low)),
+                      (210, 210, 245), -1)
         canvas[:] = cv2.addWeighted(band, 0.5, canvas, 0.5, 0)
 
 
-def reference_line(canvas: np.ndarray, values: Sequence[float]) -> None:
+def reference_line(canvas: np.ndarray, values: Sequence[float], low: float) -> None:
     """PatchCore's mean as a dashed line (drawn over the bars)."""
     if not values:
         return
     mean, _ = mean_std(values)
     right = canvas.shape[1] - 10
     for x in range(LEFT, right, 12):
-        cv2.line(canvas, (x, y_of(mean)), (min(x + 6, right), y_of(mean)), REFERENCE_COLOUR, 2)
-    put(canvas, f"PatchCore {mean:.3f}", (right - 130, y_of(mean) - 6), 0.45, REFERENCE_COLOUR)
+        cv2.line(canvas, (x, y_of(mean, low)), (min(x + 6, right), y_of(mean, low)), REFERENCE_COLOUR, 2)
+    put(canvas, f"PatchCore {mean:.3f}", (right - 130, y_of(mean, low) - 6), 0.45, REFERENCE_COLOUR)
 
 
-def bar(canvas: np.ndarray, x: int, values: Sequence[float], colour: tuple[int, int, int]) -> None:
+def bar(canvas: np.ndarray, x: int, values: Sequence[float], colour: tuple[int, int, int], low: float) -> None:
     """A bar at the mean with an error bar of ± one standard deviation; a grey dash without values."""
     width = BAR - 6
     if not values:
-        put(canvas, "-", (x + width // 2 - 4, y_of(0) - 4), 0.5, (150, 150, 150))
+        put(canvas, "-", (x + width // 2 - 4, y_of(low, low) - 4), 0.5, (150, 150, 150))
         return
     mean, std = mean_std(values)
-    cv2.rectangle(canvas, (x, y_of(mean)), (x + width, y_of(0)), colour, -1)
+    cv2.rectangle(canvas, (x, y_of(mean, low)), (x + width, y_of(low, low)), colour, -1)
     if std:
         centre = x + width // 2
-        cv2.line(canvas, (centre, y_of(mean - std)), (centre, y_of(mean + std)), (0, 0, 0), 1)
+        cv2.line(canvas, (centre, y_of(mean - std, low)), (centre, y_of(mean + std, low)), (0, 0, 0), 1)
         for level in (mean - std, mean + std):
-            cv2.line(canvas, (centre - 5, y_of(level)), (centre + 5, y_of(level)), (0, 0, 0), 1)
+            cv2.line(canvas, (centre - 5, y_of(level, low)), (centre + 5, y_of(level, low)), (0, 0, 0), 1)
 
 
 def panel(matrix: Matrix, category: str, key: str, title: str, groups: dict[Group, list[dict]]) -> np.ndarray:
     """Bars per generator (one per detector, mean ± std over seeds) with PatchCore as the reference line."""
-    canvas = np.full((TOP + HEIGHT + BOTTOM, LEFT + GROUP * len(matrix.generators) + 10, 3), 255, np.uint8)
-    axes(canvas, f"{category}: {title}, mean +/- std over seeds")
+    width = max(MIN_WIDTH, LEFT + GROUP * len(matrix.generators) + 10)
+    canvas = np.full((TOP + HEIGHT + BOTTOM, width, 3), 255, np.uint8)
     reference = values_of(groups[(category, None, REFERENCE)], key)
-    reference_band(canvas, reference)
+    cells = {(generator, detector): values_of(groups[(category, generator, detector)], key)
+             for generator in matrix.generators for detector in matrix.detectors}
+    lows = []
+    for values in (reference, *cells.values()):
+        if values:
+            mean, std = mean_std(values)
+            lows.append(mean - (std or 0.0))
+    low = axis_floor(lows)
+    axes(canvas, f"{category}: {title}, mean +/- std over seeds", low)
+    reference_band(canvas, reference, low)
     for j, generator in enumerate(matrix.generators):
         left = LEFT + j * GROUP + 10
         for i, detector in enumerate(matrix.detectors):
-            bar(canvas, left + i * BAR, values_of(groups[(category, generator, detector)], key),
-                COLOURS[i % len(COLOURS)])
-        put(canvas, generator, (left, y_of(0) + 18), 0.4)
-    reference_line(canvas, reference)
+            bar(canvas, left + i * BAR, cells[(generator, detector)], COLOURS[i % len(COLOURS)], low)
+        put(canvas, generator, (left, y_of(low, low) + 18), 0.4)
+    reference_line(canvas, reference, low)
     for i, detector in enumerate(matrix.detectors):
         x = LEFT + i * 110
         cv2.rectangle(canvas, (x, 30), (x + 12, 42), COLOURS[i % len(COLOURS)], -1)
