@@ -554,7 +554,7 @@ def axis_floor(values: Sequence[float]) -> float:
     """The bottom of the value axis: 0.1 below the lowest mean minus its spread, in steps of 0.1, at most 0.9."""
     if not values:
         return 0.0
-    return float(np.clip(math.floor((min(values) - 0.1) * 10) / 10, 0.0, 0.9))
+    return float(np.clip(math.floor(round((min(values) - 0.1) * 10, 6)) / 10, 0.0, 0.9))
 
 
 def y_of(value: float, low: float = 0.0) -> int:

@@ -156,7 +156,17 @@ def test_aggregation_over_seeds(run, matrix, tmp_path: Path) -> None:
     assert "| bottle | normal only | patchcore | 3 | 0.700 ± 0.100 |" in section
     assert "- bottle, the paper's claim (RealNet trained on SDAS vs. on DTD anomalies): SDAS beats DTD" in section
     for category in CATEGORIES:
-        assert cv2.imread(str(tmp_path / "docs" / "img" / f"matrix_{category}.png")) is not None
+        image = cv2.imread(str(tmp_path / "docs" / "img" / f"matrix_{category}.png"))
+        assert image is not None and image.shape[1] >= matrix.MIN_WIDTH
+
+
+def test_value_axis_starts_below_the_lowest_bar(matrix) -> None:
+    assert matrix.axis_floor([]) == 0.0
+    assert matrix.axis_floor([0.97, 0.955]) == pytest.approx(0.8)
+    assert matrix.axis_floor([0.3]) == pytest.approx(0.2)
+    assert matrix.axis_floor([1.0]) == pytest.approx(0.9)  # never a flat axis
+    low = matrix.axis_floor([0.85])
+    assert matrix.y_of(1.0, low) == matrix.TOP and matrix.y_of(low, low) == matrix.TOP + matrix.HEIGHT
 
 
 def test_time_left_from_similar_cells(matrix, tmp_path: Path) -> None:
