@@ -264,8 +264,8 @@ class PRN(SyntheticDetector):
         focal = binary_focal_loss(logits, masks, self.config.focal_alpha, self.config.focal_gamma)
         return F.smooth_l1_loss(torch.sigmoid(logits), masks) + self.config.focal_weight * focal
 
-    def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        maps = torch.sigmoid(self.networks()["network"](self.backbone(images, self.strides)))[:, 0]
+    def score_features(self, features: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        maps = torch.sigmoid(self.networks()["network"](features))[:, 0]
         top = min(self.config.top_k, maps[0].numel())
         return maps.flatten(1).topk(top, dim=1).values.mean(1).numpy(), maps.numpy()
 

@@ -218,10 +218,12 @@ class RealNet(SyntheticDetector):
         segmentation = F.cross_entropy(logits, masks[:, 0].long())
         return segmentation + sum(F.mse_loss(r, t) for r, t in zip(recon, targets))
 
-    def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        features = [f[:, index] for f, index in zip(self.backbone(images, self.strides), self.afs.indices())]
+    def selected_features(self, images: np.ndarray) -> list[torch.Tensor]:
+        return [f[:, index] for f, index in zip(self.backbone(images, self.strides), self.afs.indices())]
+
+    def score_features(self, features: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         _, residuals = self._residuals(features)
-        maps = torch.softmax(self.rrs(residuals, images.shape[1:3]), dim=1)[:, 1:]
-        pool = min(self.config.pool_size, *images.shape[1:3])
+        maps = torch.softmax(self.rrs(residuals, size), dim=1)[:, 1:]
+        pool = min(self.config.pool_size, *size)
         scores = F.avg_pool2d(maps, pool, stride=1).flatten(1).amax(1)
         return scores.numpy(), maps[:, 0].numpy()

@@ -5,8 +5,9 @@
   its (dilated) mask; matching small thumbnails needs neither the shard's ``source`` column nor the
   shard size to equal the detector's.
 * ``SyntheticDetector.fit``: holds out synthetic rows (``val_fraction``) for checkpoint selection
-  (never the real test set), caches the frozen backbone features once (no augmentation is used,
-  as in both reference setups) and runs the epochs; each subclass supplies its network and loss.
+  (never the real test set), caches the frozen backbone features once, held-out rows included (no
+  augmentation is used, as in both reference setups), and runs the epochs; each subclass supplies its
+  network, its loss and its scoring from features.
 """
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ def validate_held_out(detector: Detector, data: TrainingSet, held: np.ndarray, s
     return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
 
 
+def validate_cached(detector: "SyntheticDetector", features: list[torch.Tensor], masks: np.ndarray) -> float:
+    """``validation_score`` of ``detector`` (in eval mode) on cached held-out features and their masks."""
+    step = detector.config.batch_size
+    size = masks.shape[1:3]
+    with torch.no_grad():
+        results = [detector.score_features([f[start:start + step].float() for f in features], size)
+                   for start in range(0, len(masks), step)]
+    return validation_score(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), masks)
+
+
 def cache_features(backbone: Backbone, images: Sequence[np.ndarray], strides: Sequence[int], batch_size: int,
                    select: dict[int, torch.Tensor] | None = None, desc: str = "features") -> list[torch.Tensor]:
     """Backbone features (float16) at ``strides`` of ``images``, optionally only the channels ``select[stride]``."""
@@ -150,6 +161,17 @@ class SyntheticDetector(Detector):
     def loss(self, features: list[torch.Tensor], targets: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
         """Loss of a batch: features of the (possibly anomalous) inputs, of their normal sources, masks (B, 1, H, W)."""
 
+    @abstractmethod
+    def score_features(self, features: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores and anomaly maps (``size``) from backbone features (the channels ``prepare`` kept)."""
+
+    def selected_features(self, images: np.ndarray) -> list[torch.Tensor]:
+        """The backbone features the networks read (all channels unless a subclass selects some)."""
+        return self.backbone(images, self.strides)
+
+    def _score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.score_features(self.selected_features(images), images.shape[1:3])
+
     def fit(self, data: TrainingSet) -> None:
         config = self.config
         if not data.anomalous:
@@ -164,6 +186,13 @@ class SyntheticDetector(Detector):
             cache_features(self.backbone, data.normal, self.strides, config.batch_size, select, "normal features"),
             cache_features(self.backbone, [data.anomalous[i][0] for i in kept], self.strides, config.batch_size,
                            select, "anomaly features"))
+        # Held-out anomalies and their normal sources, validated on cached features like the training batches.
+        held_features = [torch.cat([a, n[torch.as_tensor(sources[held], dtype=torch.long)]]) for a, n in zip(
+            cache_features(self.backbone, [data.anomalous[i][0] for i in held], self.strides, config.batch_size,
+                           select, "held-out features"), cache.normal)] if len(held) else []
+        held_masks = np.stack([data.anomalous[i][1] for i in held] * 2) if len(held) else None
+        if held_masks is not None:
+            held_masks[len(held):] = 0
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
         parameters = [p for module in self.networks().values() for p in module.parameters()]
         optimizer = self.optimizer(parameters)
@@ -190,7 +219,7 @@ class SyntheticDetector(Detector):
                 last = epoch + 1 == config.epochs
                 if len(held) and ((epoch + 1) % config.val_every == 0 or last):
                     self._train_mode(False)
-                    score = validate_held_out(self, data, held, sources)
+                    score = validate_cached(self, held_features, held_masks)
                     if stopping.update(step, score):
                         best_state = {k: v.clone() for k, v in self.state_tensors().items()}
                     bar.write(f"{self.name} step {step}: synthetic validation {score:.4f} (best {stopping.best:.4f})")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from detectors import create_detector, load_detector
 from detectors.stopping import EarlyStopping
+from detectors.synthetic import cache_features, normal_counterparts, validate_cached, validate_held_out
 from tests.test_detectors_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tiny_defects import tiny_training_set
 
@@ -72,3 +76,21 @@ def test_simplenet_without_validation_runs_its_budget():
     detector = create_detector("simplenet", hidden=32, max_steps=4, batch_size=4)
     detector.fit(tiny_training_set(normal=8, anomalies=0))
     assert detector.training is None and detector.fitted
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("realnet", {"disc_width": 16, "afs_samples": 8}), ("prn", {}),
+])
+def test_validation_on_cached_features_matches_validation_on_images(name, settings):
+    detector = create_detector(name, epochs=2, batch_size=8, val_every=1, precision="fp32", **settings)
+    data = tiny_training_set(normal=8, anomalies=16)
+    detector.fit(data)
+    sources = normal_counterparts(data)
+    held = np.arange(6)
+    select = dict(zip(detector.strides, detector.afs.indices())) if name == "realnet" else None
+    images = [data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held]
+    features = cache_features(detector.backbone, images, detector.strides, 8, select)
+    masks = np.stack([data.anomalous[i][1] for i in held] + [np.zeros_like(data.anomalous[0][1])] * len(held))
+    cached = validate_cached(detector, features, masks)
+    assert 0.0 <= cached <= 1.0
+    assert cached == pytest.approx(validate_held_out(detector, data, held, sources), abs=0.02)  # float16 cache
