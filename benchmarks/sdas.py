@@ -1,14 +1,14 @@
 """SDAS sampling speed on this machine: precisions and layouts side by side, the sampler next to its
 bare UNet calls, and diffusers' DDPMPipeline as a reference.
 
-    python benchmarks/sdas.py --steps 20 --batch-size 16 --threads 1 --configs fp32,bf16,bf16-cl [--model DIR]
+    python benchmarks/sdas.py --steps 20 --batch-size 16 --threads 1 --configs fp32,bf16,bf16-cl [--models DIR,DIR]
 
 For each configuration (fp32 or bf16 autocast, "-cl" = channels-last weights and inputs) and number
 of steps, prints images per CPU-second and per wall-second of (a) `SDASSampler.sample` (s = 0.15)
 and (b) the same UNet calls alone on a fixed input (the floor any sampler pays), the sampler's
 overhead over (b), and for fp32 (c) `diffusers.DDPMPipeline` with a learned-range `DDPMScheduler`.
 CPU-seconds (process time) are what a loaded machine does not inflate. Defaults to the bundled
-bottle model (else the first bundled model).
+bottle model (else the first bundled model); several models (e.g. two presets) are timed side by side.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def best_of(repeats: int, run) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model directory [default: a bundled model]")
+    parser.add_argument("--models", default=None, help="comma-separated model directories [default: a bundled model]")
     parser.add_argument("--steps", default="20")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
@@ -45,14 +45,21 @@ def main() -> None:
     parser.add_argument("--configs", default="fp32,bf16,bf16-cl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models = bundled_models()
-    model_dir = args.model or models.get("bottle") or next(iter(models.values()))
+    bundled = bundled_models()
+    model_dirs = args.models.split(",") if args.models else [str(bundled.get("bottle") or next(iter(bundled.values())))]
+    print(f"batch {args.batch_size}, {args.threads} thread(s)\n")
+    print("| model | config | steps | SDAS img/CPU-s | SDAS img/s | bare UNet img/CPU-s | sampler overhead (CPU) "
+          "| DDPMPipeline img/CPU-s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model_dir in model_dirs:
+        time_model(model_dir, args)
+
+
+def time_model(model_dir: str, args: argparse.Namespace) -> None:
+    """Print one table row per (configuration, steps) of the model in ``model_dir``."""
     unet, config = load_model(model_dir)
     batch = args.batch_size
-    print(f"model {model_dir} ({config.preset}, {config.size}px), batch {batch}, {args.threads} thread(s)\n")
-    print("| config | steps | SDAS img/CPU-s | SDAS img/s | bare UNet img/CPU-s | sampler overhead (CPU) "
-          "| DDPMPipeline img/CPU-s |")
-    print("|---|---|---|---|---|---|---|")
+    label = f"{model_dir.rstrip('/').split('/')[-1]} ({config.preset}, {config.size}px)"
     for name in args.configs.split(","):
         bf16, channels_last = name.startswith("bf16"), name.endswith("-cl")
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -82,7 +89,7 @@ def main() -> None:
                     batch_size=batch, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
                     output_type="np"))
                 pipe = f"{batch / timed[0]:.2f}"
-            print(f"| {name} | {steps} | {batch / sdas[0]:.2f} | {batch / sdas[1]:.2f} | {batch / floor[0]:.2f} "
+            print(f"| {label} | {name} | {steps} | {batch / sdas[0]:.2f} | {batch / sdas[1]:.2f} | {batch / floor[0]:.2f} "
                   f"| {100 * (sdas[0] / floor[0] - 1):+.1f}% | {pipe} |", flush=True)
         unet.to(memory_format=torch.contiguous_format)
 
