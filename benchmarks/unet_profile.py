@@ -1,24 +1,34 @@
 """What one SDAS UNet call costs on this CPU: torch.profiler's top operators and the variants tried.
 
     python benchmarks/unet_profile.py --batch-size 16 --threads 1 [--model DIR]
+    python benchmarks/unet_profile.py --threads 1 --shapes tiny compact compact@16,8
+
 
 Prints the top operators of a bf16-autocast, channels-last call (the sampler's default on CPUs with
 bf16 units) and the milliseconds per call of: that default, the whole model cast to bf16, and
 `torch.jit.trace` + `freeze` + `optimize_for_inference`. Set ONEDNN_VERBOSE=1 to see which oneDNN
 kernels (avx512_core_bf16, amx) the convolutions use.
+
+With --shapes, times randomly initialised UNets of presets instead, interleaved so that a loaded
+machine slows them alike (weights do not change the cost); `PRESET@A,B` is the preset with
+self-attention at sides A and B instead of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from diffusers import UNet2DModel
+
 from synth.diffusion.model import load_model
 from synth.diffusion.models import bundled_models
+from synth.diffusion.presets import get_preset
 
 
 class Denoiser(torch.nn.Module):
@@ -43,14 +53,49 @@ def milliseconds(run, repeats: int) -> float:
     return 1000 * (time.process_time() - start) / repeats
 
 
+def shape_unet(spec: str) -> UNet2DModel:
+    """A randomly initialised UNet for ``PRESET`` or ``PRESET@A,B`` (attention at sides A, B)."""
+    name, _, sides = spec.partition("@")
+    preset = get_preset(name)
+    if sides:
+        preset = dataclasses.replace(preset, attention_resolutions=tuple(int(side) for side in sides.split(",")))
+    return UNet2DModel(**preset.unet_kwargs()).eval().to(memory_format=torch.channels_last)
+
+
+def compare_shapes(specs: list[str], batch_size: int, repeats: int) -> None:
+    """Print ms per bf16-autocast call of each shape, best of ``repeats`` interleaved rounds."""
+    unets = {spec: shape_unet(spec) for spec in specs}
+    size = get_preset(specs[0].partition("@")[0]).size
+    x = torch.randn(batch_size, 3, size, size).to(memory_format=torch.channels_last)
+    t = torch.full((batch_size,), 500)
+    best = {spec: float("inf") for spec in specs}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for unet in unets.values():
+            unet(x, t)
+        for _ in range(repeats):
+            for spec, unet in unets.items():
+                start = time.process_time()
+                unet(x, t)
+                best[spec] = min(best[spec], 1000 * (time.process_time() - start))
+    first = best[specs[0]]
+    print(f"batch {batch_size}, {size} px\n\n| shape | params (M) | ms per call | speed vs {specs[0]} |\n|---|---|---|---|")
+    for spec, unet in unets.items():
+        params = sum(p.numel() for p in unet.parameters()) / 1e6
+        print(f"| {spec} | {params:.1f} | {best[spec]:.0f} | {first / best[spec]:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory [default: the bundled bottle model]")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shapes", nargs="+", default=None, help="compare presets instead, e.g. tiny compact@16,8")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.shapes:
+        compare_shapes(args.shapes, args.batch_size, args.repeats)
+        return
     unet, config = load_model(args.model or bundled_models()["bottle"])
     unet.requires_grad_(False)
     x = torch.randn(args.batch_size, 3, config.size, config.size).to(memory_format=torch.channels_last)

@@ -54,8 +54,8 @@ PRESETS: dict[str, Preset] = {
     # short run, and 16 norm groups because level 0 has only 32 channels; see docs/diffusion.md.
     "tiny": Preset("tiny", 64, (32, 64, 128, 128), 1, (16, 8), 64, norm_num_groups=16, batch_size=16,
                    lr=2e-4),
-    # For the CPU headline: tiny with 3/4 of its channels and self-attention at 8x8 only (1.7x its
-    # images per CPU-second, measured); 48-channel heads as 96 does not split into 64. See docs/diffusion.md.
+    # For the CPU headline: tiny with 3/4 of its channels and self-attention at 8x8 only (1.9x its
+    # UNet calls per CPU-second, measured); 48-channel heads as 96 does not split into 64. See docs/diffusion.md.
     "compact": Preset("compact", 64, (24, 48, 96, 96), 1, (8,), 48, norm_num_groups=8, batch_size=16,
                       lr=2e-4),
     "small": Preset("small", 128, (128, 128, 256, 256, 512), 2, (32, 16, 8), 64, batch_size=16),
