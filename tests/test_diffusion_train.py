@@ -12,7 +12,7 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
 from synth.cli.train import train as train_command
-from synth.diffusion import TrainOptions, load_model, train
+from synth.diffusion import TrainOptions, build_unet, get_preset, load_model, train
 from synth.errors import SynthError
 from tests.conftest import write_image
 
@@ -129,3 +129,21 @@ def test_cli_command(tmp_path):
     assert "saved" in result.output and load_model(out)[1].steps == 2
     result = runner.invoke(train_command, ["--preset", "nope", "--out", str(tmp_path / "x")])
     assert isinstance(result.exception, SynthError)
+
+
+@pytest.mark.parametrize("name", ["micro", "tiny", "compact"])
+def test_presets_build_unets_that_predict_noise_and_variance(name):
+    preset = get_preset(name)
+    unet = build_unet(name)
+    with torch.no_grad():
+        out = unet(torch.zeros(1, 3, preset.size, preset.size), torch.tensor([10])).sample
+    assert out.shape == (1, 6, preset.size, preset.size)
+    attention_sides = {preset.size // 2 ** level for level, block in enumerate(unet.down_blocks)
+                       if "Attn" in type(block).__name__}
+    assert attention_sides == set(preset.attention_resolutions)
+
+
+def test_compact_preset_is_smaller_than_tiny():
+    def params(name: str) -> int:
+        return sum(p.numel() for p in build_unet(name).parameters())
+    assert params("compact") < 0.6 * params("tiny")
