@@ -160,7 +160,7 @@ def test_bundled_models_load_and_sample(category, monkeypatch, tmp_path):
     directory = find_model(category)
     assert directory == bundled_models()[category]
     unet, config = load_model(directory)
-    assert config.preset == "tiny" and config.size == 64 and config.steps > 0 and config.loss == "offset"
+    assert config.preset in ("tiny", "compact") and config.size == 64 and config.steps > 0 and config.loss == "offset"
     assert config.data is None or "/" not in config.data
     images = SDASSampler(unet, 2).sample(1, torch.zeros(1), image_generators(0, [0]))
     assert images.shape == (1, 3, 64, 64) and images.abs().max() <= 1.0 and images.std() > 0.05
