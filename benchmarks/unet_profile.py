@@ -3,7 +3,6 @@
     python benchmarks/unet_profile.py --batch-size 16 --threads 1 [--model DIR]
     python benchmarks/unet_profile.py --threads 1 --shapes tiny compact compact@16,8
 
-
 Prints the top operators of a bf16-autocast, channels-last call (the sampler's default on CPUs with
 bf16 units) and the milliseconds per call of: that default, the whole model cast to bf16, and
 `torch.jit.trace` + `freeze` + `optimize_for_inference`. Set ONEDNN_VERBOSE=1 to see which oneDNN
@@ -22,9 +21,8 @@ import dataclasses
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from diffusers import UNet2DModel
+from torch.profiler import ProfilerActivity, profile
 
 from synth.diffusion.model import load_model
 from synth.diffusion.models import bundled_models
