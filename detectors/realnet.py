@@ -226,4 +226,4 @@ class RealNet(SyntheticDetector):
         maps = torch.softmax(self.rrs(residuals, size), dim=1)[:, 1:]
         pool = min(self.config.pool_size, *size)
         scores = F.avg_pool2d(maps, pool, stride=1).flatten(1).amax(1)
-        return scores.numpy(), maps[:, 0].numpy()
+        return scores.float().numpy(), maps[:, 0].float().numpy()
