@@ -1,9 +1,10 @@
-"""How long a RealNet fit at 256 px takes to reach its validation plateau, per training precision.
+"""How long a RealNet fit at 256 px takes to reach its validation plateau, per training configuration.
 
-    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --precisions bf16,fp32
+    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants precision=bf16 precision=fp32
+    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants processes=2,lr=2e-3
 
 Makes ``-n`` anomalies with ``synth gen`` (DRAEM by default; kept under --work), then for each
-precision fits RealNet with early stopping on held-out synthetic rows (validation every
+variant (RealNet settings KEY=VALUE, comma-separated, on top of the defaults) fits RealNet with early stopping on held-out synthetic rows (validation every
 ``--val-every`` epochs, ``--patience`` validations without improvement, at most ``--max-steps``
 optimiser steps) and prints, side by side: the step of the best validation and the step where training
 stopped, the wall time to the best validation (fixed costs, i.e. feature selection and caching,
@@ -57,7 +58,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("-n", "--count", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--variants", nargs="+", default=["precision=bf16"],
+                        help="RealNet settings per fit, e.g. processes=2,lr=2e-3")
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--val-every", type=int, default=2, help="epochs between validations")
     parser.add_argument("--patience", type=int, default=4)
@@ -70,16 +72,17 @@ def main() -> None:
     test = TestSet.from_category(category, args.size)
     epochs = math.ceil(args.max_steps / math.ceil(len(data.normal) / NORMALS_PER_STEP))
     rows = []
-    for precision in args.precisions.split(","):
-        detector = create_detector("realnet", epochs=epochs, val_every=args.val_every, patience=args.patience,
-                                   precision=precision, seed=args.seed)
+    for variant in args.variants:
+        settings = dict(pair.split("=", 1) for pair in variant.split(","))
+        detector = create_detector("realnet", **{"epochs": epochs, "val_every": args.val_every,
+                                                 "patience": args.patience, "seed": args.seed, **settings})
         started = time.perf_counter()
         detector.fit(data)
         fit_seconds = time.perf_counter() - started
         result, _ = evaluate_on_test_set(detector, test, fit_seconds, data)
         training = detector.training
         fixed = fit_seconds - training["seconds"]
-        rows.append({"precision": precision, "fit_seconds": round(fit_seconds, 1),
+        rows.append({"variant": variant, "fit_seconds": round(fit_seconds, 1),
                      "best_seconds": round(fixed + training["best_seconds"], 1),
                      "seconds_per_step": round(training["seconds"] / max(training["steps"], 1), 2),
                      "metrics": result.metrics, "intervals": result.intervals, "training": training})
@@ -87,13 +90,13 @@ def main() -> None:
     print(f"\nRealNet on {args.category} at {args.size} px, {len(data.anomalous)} {args.generator} anomalies, "
           f"{args.threads} thread(s); validation every {args.val_every} epochs, patience {args.patience}, "
           f"cap {args.max_steps} steps rounded up to whole epochs\n")
-    print("| precision | best step | stopped at | plateau reached (min) | fit (min) | s/step | image AUROC "
+    print("| variant | best step | stopped at | plateau reached (min) | fit (min) | s/step | image AUROC "
           "| pixel AUROC | AUPRO@0.3 | pixel AP |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         metrics, intervals, training = row["metrics"], row["intervals"], row["training"]
         stop = f"{training['steps']}" + ("" if training["stopped_early"] else " (cap)")
-        print(f"| {row['precision']} | {training['best_step']} | {stop} | {row['best_seconds'] / 60:.1f} "
+        print(f"| {row['variant']} | {training['best_step']} | {stop} | {row['best_seconds'] / 60:.1f} "
               f"| {row['fit_seconds'] / 60:.1f} | {row['seconds_per_step']:.2f} "
               f"| {metrics['image_auroc']:.3f} [{intervals['image_auroc'][0]:.3f}, {intervals['image_auroc'][1]:.3f}] "
               f"| {metrics['pixel_auroc']:.3f} [{intervals['pixel_auroc'][0]:.3f}, {intervals['pixel_auroc'][1]:.3f}] "

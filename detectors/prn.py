@@ -265,7 +265,7 @@ class PRN(SyntheticDetector):
         return F.smooth_l1_loss(torch.sigmoid(logits), masks) + self.config.focal_weight * focal
 
     def score_features(self, features: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        maps = torch.sigmoid(self.networks()["network"](features))[:, 0]
+        maps = torch.sigmoid(self.networks()["network"](features)).float()[:, 0]
         top = min(self.config.top_k, maps[0].numel())
         return maps.flatten(1).topk(top, dim=1).values.mean(1).numpy(), maps.numpy()
 
