@@ -26,7 +26,6 @@ from synth.backbones import Backbone
 from detectors.base import Detector, DetectorConfig
 from detectors.data import TrainingSet
 from detectors.metrics import image_auroc, pixel_ap
-from detectors.parallel import average_gradients, broadcast_flag, run_data_parallel, share
 from detectors.stopping import EarlyStopping
 from synth.errors import SynthError
 
@@ -52,7 +51,6 @@ class SyntheticConfig(ValidationConfig):
     lr: float = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
     anomaly_fraction: float = 0.5  # share of anomalies in a batch (both references: half the batch)
     val_every: int = 5  # epochs between validations (RealNet's val_freq_epoch)
-    processes: int = 1  # data-parallel training processes (each takes an equal share of every batch)
 
 
 @dataclass
@@ -199,46 +197,36 @@ class SyntheticDetector(Detector):
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
         parameters = [p for module in self.networks().values() for p in module.parameters()]
         optimizer = self.optimizer(parameters)
+        stopping = EarlyStopping(config.patience, config.min_delta)
+        best_state, step = None, 0
         bf16 = config.use_bf16()
         max_steps = config.epochs * train.num_batches(config.batch_size)
-
-        def loop(rank: int, world: int) -> tuple[EarlyStopping, dict[str, torch.Tensor] | None, int]:
-            """The epochs on this rank's share of every batch; rank 0 validates and decides when to stop."""
-            stopping = EarlyStopping(config.patience, config.min_delta)
-            best_state, step = None, 0
-            with tqdm(total=max_steps, desc=self.name, mininterval=2, disable=rank > 0) as bar:
-                for epoch in range(config.epochs):
-                    self._train_mode(True)
-                    for batch in train.batches(config.batch_size, rng):
-                        normal, anomalous = share(batch.normal, rank, world), share(batch.anomalous, rank, world)
-                        features = cache.batch(normal, anomalous)
-                        targets = cache.batch(np.concatenate([normal, sources[kept][anomalous]]), [])
-                        masks = np.concatenate([np.zeros((len(normal), data.size, data.size), np.uint8),
-                                                train.anomalous_images(anomalous)[1]])
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                            loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))
-                        optimizer.zero_grad()
-                        loss.backward()
-                        average_gradients(parameters, world)
-                        optimizer.step()
-                        step += 1
-                        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-                        bar.update()
-                    last = epoch + 1 == config.epochs
-                    if len(held) and ((epoch + 1) % config.val_every == 0 or last):
-                        if rank == 0:
-                            self._train_mode(False)
-                            score = validate_cached(self, held_features, held_masks)
-                            if stopping.update(step, score):
-                                best_state = {k: v.clone() for k, v in self.state_tensors().items()}
-                            bar.write(f"{self.name} step {step}: synthetic validation {score:.4f} "
-                                      f"(best {stopping.best:.4f})")
-                        if broadcast_flag(stopping.plateaued, world):
-                            break
-            return stopping, best_state, step
-
-        stopping, best_state, step = run_data_parallel(config.processes, loop)
-        self.training = {**stopping.summary(step, max_steps), "processes": config.processes}
+        with tqdm(total=max_steps, desc=self.name, mininterval=2) as bar:
+            for epoch in range(config.epochs):
+                self._train_mode(True)
+                for batch in train.batches(config.batch_size, rng):
+                    features = cache.batch(batch.normal, batch.anomalous)
+                    targets = cache.batch(np.concatenate([batch.normal, sources[kept][batch.anomalous]]), [])
+                    masks = np.concatenate([np.zeros((len(batch.normal), data.size, data.size), np.uint8),
+                                            train.anomalous_images(batch.anomalous)[1]])
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                    bar.update()
+                last = epoch + 1 == config.epochs
+                if len(held) and ((epoch + 1) % config.val_every == 0 or last):
+                    self._train_mode(False)
+                    score = validate_cached(self, held_features, held_masks)
+                    if stopping.update(step, score):
+                        best_state = {k: v.clone() for k, v in self.state_tensors().items()}
+                    bar.write(f"{self.name} step {step}: synthetic validation {score:.4f} (best {stopping.best:.4f})")
+                    if stopping.plateaued:
+                        break
+        self.training = stopping.summary(step, max_steps)
         if best_state is not None:
             self.load_state_tensors(best_state)
         self._train_mode(False)
