@@ -1,10 +1,11 @@
 """How long a RealNet fit at 256 px takes to reach its validation plateau, per training configuration.
 
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants precision=bf16 precision=fp32
-    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants processes=2,lr=2e-3
+    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants lr=1e-3 lr=2e-3
 
 Makes ``-n`` anomalies with ``synth gen`` (DRAEM by default; kept under --work), then for each
-variant (RealNet settings KEY=VALUE, comma-separated, on top of the defaults) fits RealNet with early stopping on held-out synthetic rows (validation every
+variant (RealNet settings KEY=VALUE, comma-separated, on top of the defaults) fits RealNet with
+early stopping on held-out synthetic rows (validation every
 ``--val-every`` epochs, ``--patience`` validations without improvement, at most ``--max-steps``
 optimiser steps) and prints, side by side: the step of the best validation and the step where training
 stopped, the wall time to the best validation (fixed costs, i.e. feature selection and caching,
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("-n", "--count", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=["precision=bf16"],
-                        help="RealNet settings per fit, e.g. processes=2,lr=2e-3")
+                        help="RealNet settings per fit, e.g. precision=bf16,lr=2e-3")
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--val-every", type=int, default=2, help="epochs between validations")
     parser.add_argument("--patience", type=int, default=4)
