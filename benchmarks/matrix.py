@@ -9,7 +9,7 @@ never re-run, so an interrupted run resumes where it stopped (shards with `synth
 Each unit's wall time and last error are kept next to its folder (``seed0.seconds``, ``seed0.error``):
 the progress bar estimates the time left from the wall times of similar finished units.
 Writes the "## Generator x detector matrix" section of docs/benchmarks.md (mean ± std over seeds,
-bootstrap intervals over test images, paired-bootstrap verdicts) and docs/img/matrix_<category>.png
+bootstrap intervals over test images, two-level bootstrap verdicts) and docs/img/matrix_<category>.png
 (drawn with OpenCV: matplotlib is not a dependency).
 
     python benchmarks/matrix.py --work runs/matrix
@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -36,6 +36,7 @@ from tqdm import tqdm
 if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: the repository root comes first
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from detectors.base import get_detector_class, make_config  # noqa: E402
 from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
 
 # Training budgets, passed to every cell with --set: a cap and a validation interval in optimiser steps
@@ -78,6 +79,12 @@ def portable(path: Path) -> str:
 def beside(directory: Path, suffix: str) -> Path:
     """A record kept next to ``directory`` (its wall time, its last error)."""
     return directory.parent / f"{directory.name}.{suffix}"
+
+
+class InputError(click.ClickException):
+    """Bad input (a --work made with other settings, missing data): one line, exit status 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,33 @@ class Matrix:
         budget = budget_settings(cell.detector, count_normal(cell.category)) if cell.detector in BUDGETS else {}
         return {"seed": cell.seed, **budget, **self.overrides.get(cell.detector, {})}
 
+    def recorded_mismatch(self, unit: Unit) -> str | None:
+        """How a finished unit's recorded settings differ from what this matrix asks of it; None if they agree.
+
+        Shards are compared on size and count, cells on their detector's whole config (defaults, budget
+        and --set overrides)."""
+        if isinstance(unit, Shards):
+            recorded = json.loads((unit.directory(self.work) / "manifest.json").read_text())
+            asked: dict[str, object] = {"size": self.size, "num_samples": self.count}
+        else:
+            recorded = (read_cell(self.work, unit) or {}).get("config", {})
+            config = make_config(get_detector_class(unit.detector), {"size": self.size, **self.detector_settings(unit)})
+            asked = json.loads(json.dumps(asdict(config)))  # tuples as the lists results.json holds
+        for key, value in asked.items():
+            if key in recorded and recorded[key] != value:
+                return f"{unit.label()}: {key}={recorded[key]} (this run asks {value})"
+        return None
+
+
+def check_recorded_settings(matrix: Matrix) -> None:
+    """Refuse to mix results made with other settings (size, count, budget, --set) into this matrix."""
+    mismatches = [mismatch for unit in units(matrix) if unit.done(matrix.work)
+                  for mismatch in [matrix.recorded_mismatch(unit)] if mismatch]
+    if mismatches:
+        more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
+        raise InputError(f"{portable(matrix.work)} holds results made with other settings "
+                                   f"({mismatches[0]}{more}); use another --work or the settings they were made with")
+
 
 def budget_settings(detector: str, normal_images: int) -> dict[str, int]:
     """``BUDGETS[detector]`` as detector settings; RealNet's and PRN's step cap becomes whole epochs."""
@@ -198,7 +232,7 @@ def count_normal(category: str) -> int:
     """Training images of ``category`` (they set RealNet's and PRN's steps per epoch)."""
     folder = REPO / DATASETS[category] / category / "train" / "good"
     if not folder.is_dir():
-        raise click.ClickException(f"no training images at {portable(folder)} (see ../shared/data/README.md)")
+        raise InputError(f"no training images at {portable(folder)} (see ../shared/data/README.md)")
     return sum(1 for path in folder.iterdir() if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
 
 
@@ -386,7 +420,7 @@ def seconds_mean(results: Sequence[dict], key: str) -> str:
 
 
 def compare(name_a: str, runs_a: Sequence[dict], name_b: str, runs_b: Sequence[dict]) -> str:
-    """Paired bootstrap over test images of the seed-averaged image AUROC difference a − b, in words."""
+    """Two-level bootstrap (images, then seeds) of the seed-averaged image AUROC difference a − b, in words."""
     if not runs_a or not runs_b:
         return f"not determined ({name_a if not runs_a else name_b}: no results)"
     labels = [r.get("labels") for r in [*runs_a, *runs_b]]
@@ -410,8 +444,10 @@ def best_synthetic(category: str, groups: dict[Group, list[dict]]) -> tuple[str,
 
 def verdicts(matrix: Matrix, groups: dict[Group, list[dict]]) -> list[str]:
     """The paper's claim (RealNet: SDAS vs. DTD anomalies) and the best synthetic-trained cell vs. PatchCore."""
-    lines = ["**Verdicts** (paired bootstrap over the test images, 1,000 resamples, of the image AUROC averaged "
-             "over seeds; \"A beats B\" only when the 95 % interval of the difference excludes 0):", ""]
+    lines = ["**Verdicts** (image AUROC averaged over seeds; two-level bootstrap, 1,000 resamples: the test images "
+             "drawn with replacement, the same draw for both sides, then each side's seeds drawn with replacement, "
+             "so the interval holds the spread between training seeds too; \"A beats B\" only when the 95 % "
+             "interval of the difference excludes 0):", ""]
     for category in matrix.categories:
         claim = compare("SDAS", groups.get((category, "sdas", "realnet"), []),
                         "DTD (draem)", groups.get((category, "draem", "realnet"), []))
@@ -707,6 +743,7 @@ def main(work: Path, size: int, count: int, seeds: int, categories: str, generat
                     choose(generators, list(GENERATORS), "generator"), choose(detectors, DETECTORS, "detector"),
                     threads, dict(sdas_model(pair) for pair in sdas_models), parse_overrides(pairs))
     matrix.work.mkdir(parents=True, exist_ok=True)
+    check_recorded_settings(matrix)
     if not collect_only:
         run_matrix(matrix, Runner(matrix.work / "log.txt"))
     groups, missing = collect(matrix)

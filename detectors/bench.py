@@ -22,6 +22,7 @@ from detectors.data import TrainingSet
 from detectors.metrics import bootstrap_intervals, evaluate
 from synth.data import Category
 from synth.errors import SynthError
+from synth.shards.card import write_text_atomic
 
 METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",
                   "pixel_ap": "pixel AP", "image_f1_max": "image F1-max"}
@@ -183,6 +184,6 @@ def write_results(out: Path, category: Category, test: TestSet, results: Sequenc
     document = {"category": category.name, "data": str(category.root) if category.root else None,
                 "torch_threads": torch.get_num_threads(), **labels_and_defects(test),
                 "results": [asdict(result) for result in results]}
-    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(document, indent=2) + "\n")  # present means finished
     title = f"# {category.name} ({category.root or 'built-in'})\n\n"
     (out / "results.md").write_text(title + markdown_table(results))

@@ -307,19 +307,26 @@ def paired_difference_interval_over_seeds(labels: np.ndarray, seeds_a: Sequence[
                                           confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Mean image AUROC over a's seeds minus that over b's: (estimate, low, high).
 
-    Each side's AUROC is averaged over its score vectors (one per training seed) within every
-    resample, so the interval holds both the seed spread and the test-image spread.
+    A two-level bootstrap: every resample draws the test images (stratified, the same draw for both
+    sides) and, for each side on its own, as many of its training seeds with replacement, and compares
+    the mean AUROCs of the drawn seeds. The interval thus holds the spread between training seeds as
+    well as that over test images; with one seed per side it is the paired test-image bootstrap.
     """
     _checked_bootstrap(resamples, confidence)
     if not len(seeds_a) or not len(seeds_b):
         raise SynthError("each side needs at least one score vector")
     counts = resample_counts(labels, resamples, seed)
-    (estimate_a, resampled_a), (estimate_b, resampled_b) = (_mean_auroc(labels, seeds, counts)
+    seed_draws = np.random.default_rng((seed, 1))
+    (estimate_a, resampled_a), (estimate_b, resampled_b) = (_mean_auroc(labels, seeds, counts, seed_draws)
                                                             for seeds in (seeds_a, seeds_b))
     return (estimate_a - estimate_b, *_percentile_interval(resampled_a - resampled_b, confidence))
 
 
-def _mean_auroc(labels: np.ndarray, seeds: Sequence[np.ndarray], counts: np.ndarray) -> tuple[float, np.ndarray]:
-    """Image AUROC averaged over score vectors: on the full test set, and in every resample."""
+def _mean_auroc(labels: np.ndarray, seeds: Sequence[np.ndarray], counts: np.ndarray,
+                rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """Image AUROC averaged over score vectors: on the full test set, and in every resample over the
+    image draws of ``counts`` and a draw of the seeds with replacement."""
+    per_seed = np.stack([_resampled_image_auroc(labels, scores, counts) for scores in seeds])  # (seeds, resamples)
+    drawn = rng.integers(len(seeds), size=(len(counts), len(seeds)))
     return (float(np.mean([image_auroc(labels, scores) for scores in seeds])),
-            np.mean([_resampled_image_auroc(labels, scores, counts) for scores in seeds], axis=0))
+            per_seed[drawn, np.arange(len(counts))[:, None]].mean(axis=1))

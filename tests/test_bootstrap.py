@@ -83,7 +83,8 @@ def test_binned_pixel_auroc_is_close_to_the_exact_one(maps_kind):
 def test_a_detector_against_itself_differs_by_exactly_zero():
     labels, scores, _, _ = synthetic_test_set(50)
     assert paired_difference_interval(labels, scores, scores) == (0.0, 0.0, 0.0)
-    assert paired_difference_interval_over_seeds(labels, [scores, -scores], [scores, -scores]) == (0.0, 0.0, 0.0)
+    estimate, low, high = paired_difference_interval_over_seeds(labels, [scores, -scores], [scores, -scores])
+    assert estimate == 0.0 and low < 0.0 < high  # the seeds are drawn for each side on its own
 
 
 def test_a_clearly_better_detector_has_an_interval_above_zero():
@@ -104,6 +105,19 @@ def test_seed_averaging_is_inside_every_resample():
     mean_a = np.mean([image_auroc(labels, seed) for seed in seeds])
     assert estimate == pytest.approx(mean_a - image_auroc(labels, scores))
     assert low < estimate < high
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    labels, scores, _, _ = synthetic_test_set(50)
+    rng = np.random.default_rng(9)
+    good = labels + rng.normal(scale=0.2, size=len(labels))
+    poor = rng.normal(size=len(labels))
+    steady = paired_difference_interval_over_seeds(labels, [good, good, good], [good])
+    unsteady = paired_difference_interval_over_seeds(labels, [good, poor, good], [good])
+    assert steady[1] <= 0.0 <= steady[2] and steady[2] - steady[1] < 0.05
+    # all three draws land on the poor seed in about 1 resample of 27, beyond the 2.5 % tail
+    assert unsteady[1] < image_auroc(labels, poor) - image_auroc(labels, good) + 0.1
+    assert unsteady[2] - unsteady[1] > 5 * (steady[2] - steady[1])
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -88,14 +88,14 @@ def run(matrix, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(matrix, "count_normal", lambda category: 40)
     monkeypatch.setattr(matrix, "DOCS", tmp_path / "docs")
 
-    def invoke(*extra: str, fail: str | None = None) -> tuple[FakeRunner, str]:
+    def invoke(*extra: str, fail: str | None = None, status: int = 0) -> tuple[FakeRunner, str]:
         runner = FakeRunner(fail)
         monkeypatch.setattr(matrix, "Runner", lambda log: runner)
         arguments = ["--work", str(tmp_path / "work"), "--categories", ",".join(CATEGORIES), "--generators",
                      ",".join(GENERATORS), "--detectors", ",".join(DETECTORS), "--seeds", str(SEEDS), *extra]
         outcome = CliRunner().invoke(matrix.main, arguments)
-        assert outcome.exit_code == 0, outcome.output
-        return runner, outcome.stdout
+        assert outcome.exit_code == status, outcome.output
+        return runner, outcome.stdout if status == 0 else outcome.stderr
 
     return invoke
 
@@ -140,6 +140,27 @@ def test_resumed_run_refits_only_missing_cells(run, tmp_path: Path) -> None:
     assert "--overwrite" in outs["bench/metal_plate/sdas/prn/seed0"]
     assert "--overwrite" not in outs["bench/bottle/draem/realnet/seed1"]
     assert "--resume" in outs["shards/bottle/mix-uniform/seed2"]
+
+
+def test_results_made_with_other_settings_are_refused(run, tmp_path: Path) -> None:
+    run()
+    cell = tmp_path / "work" / "bench" / "bottle" / "draem" / "realnet" / "seed1" / "results.json"
+    document = json.loads(cell.read_text())
+    document["results"][0]["config"] = {"seed": 1, "lr": 0.001, "size": 128}  # what this matrix asks
+    cell.write_text(json.dumps(document))
+    assert run("--collect-only")[1]
+    document["results"][0]["config"]["lr"] = 0.002
+    cell.write_text(json.dumps(document))
+    runner, output = run(status=2)
+    assert runner.commands == [] and len(output.strip().splitlines()) == 1
+    assert output.startswith("Error: ") and output.strip().endswith(
+        "work holds results made with other settings (bottle/draem/realnet/seed1: lr=0.002 (this run asks 0.001)); "
+        "use another --work or the settings they were made with")
+    run("--set", "realnet.lr=2e-3", "--collect-only")  # the setting it was made with: accepted
+    shards = tmp_path / "work" / "shards" / "metal_plate" / "sdas" / "seed0" / "manifest.json"
+    shards.write_text(json.dumps({"complete": True, "size": 256, "num_samples": 500}))
+    output = run("--set", "realnet.lr=2e-3", "--collect-only", status=2)[1]
+    assert "(metal_plate/sdas/seed0 gen: size=256 (this run asks 128));" in output
 
 
 def test_aggregation_over_seeds(run, matrix, tmp_path: Path) -> None:
