@@ -215,7 +215,7 @@ def check_recorded_settings(matrix: Matrix) -> None:
     if mismatches:
         more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
         raise InputError(f"{portable(matrix.work)} holds results made with other settings "
-                                   f"({mismatches[0]}{more}); use another --work or the settings they were made with")
+                         f"({mismatches[0]}{more}); use another --work or the settings they were made with")
 
 
 def budget_settings(detector: str, normal_images: int) -> dict[str, int]:
