@@ -2,6 +2,7 @@
 
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants precision=bf16 precision=fp32
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants lr=1e-3 lr=2e-3
+    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants batch_size=8 --max-steps 2400
 
 Makes ``-n`` anomalies with ``synth gen`` (DRAEM by default; kept under --work), then for each
 variant (RealNet settings KEY=VALUE, comma-separated, on top of the defaults) fits RealNet with
@@ -31,10 +32,10 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
 from detectors import create_detector  # noqa: E402
 from detectors.bench import TestSet, evaluate_on_test_set  # noqa: E402
 from detectors.data import training_set  # noqa: E402
+from detectors.realnet import RealNetConfig  # noqa: E402
 from synth.data import load_category  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-NORMALS_PER_STEP = 8  # batch 16, half of it anomalies
 
 
 def make_shards(args: argparse.Namespace) -> Path:
@@ -71,10 +72,11 @@ def main() -> None:
     category = load_category(args.data, args.category, size=args.size)
     data = training_set(category, [shards], 0.5)
     test = TestSet.from_category(category, args.size)
-    epochs = math.ceil(args.max_steps / math.ceil(len(data.normal) / NORMALS_PER_STEP))
     rows = []
     for variant in args.variants:
         settings = dict(pair.split("=", 1) for pair in variant.split(","))
+        batch_size = int(settings.get("batch_size", RealNetConfig.batch_size))
+        epochs = math.ceil(args.max_steps / data.num_batches(batch_size))
         detector = create_detector("realnet", **{"epochs": epochs, "val_every": args.val_every,
                                                  "patience": args.patience, "seed": args.seed, **settings})
         started = time.perf_counter()
