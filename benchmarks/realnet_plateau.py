@@ -3,12 +3,13 @@
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants precision=bf16 precision=fp32
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants lr=1e-3 lr=2e-3
     python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants batch_size=8 --max-steps 2400
+    python benchmarks/realnet_plateau.py --work runs/plateau --threads 2 --variants batch_size=8 --max-steps 2400 --val-every 1 --patience 3 --smoothing 3 --min-delta 0.005
 
 Makes ``-n`` anomalies with ``synth gen`` (DRAEM by default; kept under --work), then for each
 variant (RealNet settings KEY=VALUE, comma-separated, on top of the defaults) fits RealNet with
 early stopping on held-out synthetic rows (validation every
-``--val-every`` epochs, ``--patience`` validations without improvement, at most ``--max-steps``
-optimiser steps) and prints, side by side: the step of the best validation and the step where training
+``--val-every`` epochs, ``--patience`` validations without an improvement of the mean of the last
+``--smoothing`` scores by more than ``--min-delta``, at most ``--max-steps`` optimiser steps) and prints, side by side: the step of the best validation and the step where training
 stopped, the wall time to the best validation (fixed costs, i.e. feature selection and caching,
 included) and to the stop, the seconds per optimiser step, and the test metrics with their bootstrap
 intervals. Run it on a quiet machine: the wall times are the result.
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--val-every", type=int, default=2, help="epochs between validations")
     parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--smoothing", type=int, default=1, help="validations averaged by the plateau rule")
+    parser.add_argument("--min-delta", type=float, default=0.0, help="smallest gain that counts as progress")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,7 +81,8 @@ def main() -> None:
         batch_size = int(settings.get("batch_size", RealNetConfig.batch_size))
         epochs = math.ceil(args.max_steps / data.num_batches(batch_size))
         detector = create_detector("realnet", **{"epochs": epochs, "val_every": args.val_every,
-                                                 "patience": args.patience, "seed": args.seed, **settings})
+                                                 "patience": args.patience, "smoothing": args.smoothing,
+                                                 "min_delta": args.min_delta, "seed": args.seed, **settings})
         started = time.perf_counter()
         detector.fit(data)
         fit_seconds = time.perf_counter() - started
@@ -91,7 +95,8 @@ def main() -> None:
                      "metrics": result.metrics, "intervals": result.intervals, "training": training})
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nRealNet on {args.category} at {args.size} px, {len(data.anomalous)} {args.generator} anomalies, "
-          f"{args.threads} thread(s); validation every {args.val_every} epochs, patience {args.patience}, "
+          f"{args.threads} thread(s); validation every {args.val_every} epochs, patience {args.patience} on the "
+          f"mean of {args.smoothing} validation(s), min_delta {args.min_delta}, "
           f"cap {args.max_steps} steps rounded up to whole epochs\n")
     print("| variant | best step | stopped at | plateau reached (min) | fit (min) | s/step | image AUROC "
           "| pixel AUROC | AUPRO@0.3 | pixel AP |")

@@ -126,7 +126,7 @@ class SimpleNet(Detector):
         max_steps = epochs * train.num_batches(config.batch_size)
         max_steps = min(max_steps, config.max_steps) if config.max_steps else max_steps
         batches = (batch for _ in range(epochs) for batch in train.batches(config.batch_size, rng))
-        stopping = EarlyStopping(config.patience, config.min_delta)
+        stopping = EarlyStopping(config.patience, config.min_delta, config.smoothing)
         best_state, step = None, 0
         self._train_mode(True)
         with tqdm(total=max_steps, desc="simplenet", mininterval=2) as bar:

@@ -41,6 +41,7 @@ class ValidationConfig(DetectorConfig):
     val_fraction: float = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
     patience: int = 0  # stop after this many validations without improvement (0: run the whole budget)
     min_delta: float = 0.0  # a validation improves on the best when it beats it by more than this
+    smoothing: int = 1  # the plateau rule reads the mean of this many latest validations (1: each one)
 
 
 @dataclass
@@ -197,7 +198,7 @@ class SyntheticDetector(Detector):
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
         parameters = [p for module in self.networks().values() for p in module.parameters()]
         optimizer = self.optimizer(parameters)
-        stopping = EarlyStopping(config.patience, config.min_delta)
+        stopping = EarlyStopping(config.patience, config.min_delta, config.smoothing)
         best_state, step = None, 0
         bf16 = config.use_bf16()
         max_steps = config.epochs * train.num_batches(config.batch_size)

@@ -39,6 +39,24 @@ def test_patience_zero_never_stops_and_min_delta_ignores_tiny_gains():
     assert run(EarlyStopping(patience=2, min_delta=0.01), [0.5, 0.505, 0.509, 0.6]) == 3
 
 
+def test_smoothing_ignores_noisy_new_bests_and_keeps_the_best_checkpoint():
+    # A flat score with growing noise: every other validation beats the best by more than min_delta,
+    # so the rule on single scores never stops; their running mean does not improve.
+    noisy = [0.5, 0.7, 0.8] + [0.85 + 0.003 * i if i % 2 == 0 else 0.8 - 0.003 * i for i in range(12)]
+    assert run(EarlyStopping(patience=3, min_delta=0.005), noisy) == len(noisy)
+    stopping = EarlyStopping(patience=3, min_delta=0.005, smoothing=3)
+    stopped = run(stopping, noisy)
+    assert stopped < len(noisy) and stopping.plateaued
+    assert stopping.best == max(noisy[:stopped]) and stopping.best_step == 10 * (noisy.index(stopping.best) + 1)
+
+
+def test_smoothing_still_follows_a_steady_rise():
+    rising = [0.5 + 0.02 * i + (0.015 if i % 2 else -0.015) for i in range(15)]
+    assert run(EarlyStopping(patience=3, min_delta=0.005, smoothing=3), rising) == len(rising)
+    with pytest.raises(ValueError, match="smoothing"):
+        EarlyStopping(smoothing=0)
+
+
 def test_summary_says_whether_a_plateau_or_the_budget_ended_training():
     stopping = EarlyStopping(patience=2)
     run(stopping, [0.5, 0.5, 0.5])
