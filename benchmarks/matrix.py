@@ -7,7 +7,11 @@ reference line. Training ends on a plateau of the detector's validation on held-
 ``BUDGETS`` caps it. Everything is kept under --work: a cell with a results.json is finished and is
 never re-run, so an interrupted run resumes where it stopped (shards with `synth gen --resume`).
 Each unit's wall time and last error are kept next to its folder (``seed0.seconds``, ``seed0.error``):
-the progress bar estimates the time left from the wall times of similar finished units.
+the progress bar estimates the time left from the wall times of similar finished units. Every finished
+cell's result (metrics, intervals, per-image scores, training summary, wall time; no machine paths) is
+also copied to --record (by default ``benchmarks/results/matrix-<size>px``, kept in git): a cell found
+there counts as finished, so the tables survive the loss of --work and a later run on another machine
+fits only what is missing.
 Writes the "## Generator x detector matrix" section of docs/benchmarks.md (mean ± std over seeds,
 bootstrap intervals over test images, two-level bootstrap verdicts) and docs/img/matrix_<category>.png
 (drawn with OpenCV: matplotlib is not a dependency).
@@ -53,6 +57,7 @@ NORMALS_PER_STEP = 8  # normal images per RealNet / PRN optimiser step (batch 16
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
+RECORDS = REPO / "benchmarks" / "results"  # default --record: RECORDS / f"matrix-{size}px"
 DATA = Path("..", "shared", "data")  # relative to the repository root, where every command runs
 DATASETS = {"metal_plate": DATA / "mpdd", "bottle": DATA / "mvtec"}
 TEXTURES = ["--textures", str(DATA / "dtd")]
@@ -74,6 +79,11 @@ Run = Callable[[list[str]], "str | None"]  # runs a command; None on success, el
 def portable(path: Path) -> str:
     """``path`` relative to the repository root (where commands run), so no command names this machine."""
     return os.path.relpath(path, REPO)
+
+
+def record_name(record: Path) -> str:
+    """The record folder as the docs name it: relative inside the repository, else the placeholder RECORD."""
+    return portable(record) if record.is_relative_to(REPO) else "RECORD"
 
 
 def beside(directory: Path, suffix: str) -> Path:
@@ -102,6 +112,10 @@ class Shards:
     def done(self, work: Path) -> bool:
         manifest = self.directory(work) / "manifest.json"
         return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
+
+    def record(self, record: Path) -> Path:
+        """Where this generation's wall time is kept under the record folder."""
+        return record.joinpath(self.category, self.generator, "gen", f"seed{self.seed}.json")
 
     def kinds(self) -> tuple[tuple[str, ...], ...]:
         """Keys of the units whose wall times predict this one's, most alike first."""
@@ -132,6 +146,10 @@ class Cell:
     def done(self, work: Path) -> bool:
         return (self.directory(work) / "results.json").exists()
 
+    def record(self, record: Path) -> Path:
+        """This cell's kept result under the record folder."""
+        return record.joinpath(self.category, self.generator or "normal", self.detector, f"seed{self.seed}.json")
+
     def kinds(self) -> tuple[tuple[str, ...], ...]:
         return (("bench", self.category, str(self.generator), self.detector), ("bench", self.category, self.detector),
                 ("bench", self.detector))
@@ -157,6 +175,11 @@ class Matrix:
     threads: int = 2
     models: dict[str, str] = field(default_factory=dict)  # SDAS model per category
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # --set DET.KEY=VALUE
+    record: Path | None = None  # where finished cells' results are kept (None: nowhere)
+
+    def done(self, unit: Unit) -> bool:
+        """Finished: shards complete under --work; a cell with results under --work or in the record."""
+        return unit.done(self.work) or bool(isinstance(unit, Cell) and self.record and unit.record(self.record).exists())
 
     def cells(self) -> list[Cell]:
         """Every cell, seed by seed (a whole seed of the matrix is finished before the next starts)."""
@@ -199,7 +222,7 @@ class Matrix:
             recorded = json.loads((unit.directory(self.work) / "manifest.json").read_text())
             asked: dict[str, object] = {"size": self.size, "num_samples": self.count}
         else:
-            recorded = (read_cell(self.work, unit) or {}).get("config", {})
+            recorded = (read_cell(self, unit) or {}).get("config", {})
             config = make_config(get_detector_class(unit.detector), {"size": self.size, **self.detector_settings(unit)})
             asked = json.loads(json.dumps(asdict(config)))  # tuples as the lists results.json holds
         for key, value in asked.items():
@@ -210,7 +233,7 @@ class Matrix:
 
 def check_recorded_settings(matrix: Matrix) -> None:
     """Refuse to mix results made with other settings (size, count, budget, --set) into this matrix."""
-    mismatches = [mismatch for unit in units(matrix) if unit.done(matrix.work)
+    mismatches = [mismatch for unit in units(matrix) if matrix.done(unit)
                   for mismatch in [matrix.recorded_mismatch(unit)] if mismatch]
     if mismatches:
         more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
@@ -271,10 +294,16 @@ def execute(matrix: Matrix, unit: Unit, run: Run) -> str | None:
     return None
 
 
-def recorded_seconds(work: Path, units: Iterable[Unit]) -> dict[Unit, float]:
-    """The wall times kept by earlier runs."""
-    paths = {unit: beside(unit.directory(work), "seconds") for unit in units}
-    return {unit: float(path.read_text()) for unit, path in paths.items() if path.exists()}
+def recorded_seconds(matrix: Matrix, units: Iterable[Unit]) -> dict[Unit, float]:
+    """The wall times kept by earlier runs, beside their folders under --work or in the record."""
+    seconds = {}
+    for unit in units:
+        path = beside(unit.directory(matrix.work), "seconds")
+        kept = unit.record(matrix.record) if matrix.record and not path.exists() else None
+        value = json.loads(kept.read_text()).get("wall_seconds") if kept and kept.exists() else None
+        if path.exists() or value is not None:
+            seconds[unit] = float(path.read_text()) if path.exists() else value
+    return seconds
 
 
 def estimate(unit: Unit, seconds: dict[Unit, float]) -> float | None:
@@ -311,16 +340,16 @@ def units(matrix: Matrix) -> list[Unit]:
 
 def pending_units(matrix: Matrix) -> list[Unit]:
     """Unfinished cells, and incomplete shards that an unfinished cell needs, in run order."""
-    waiting = {cell.shards for cell in matrix.cells() if cell.shards and not cell.done(matrix.work)}
+    waiting = {cell.shards for cell in matrix.cells() if cell.shards and not matrix.done(cell)}
     return [unit for unit in units(matrix)
-            if not unit.done(matrix.work) and (isinstance(unit, Cell) or unit in waiting)]
+            if not matrix.done(unit) and (isinstance(unit, Cell) or unit in waiting)]
 
 
 def run_matrix(matrix: Matrix, run: Run) -> None:
     """Run every unfinished unit, with a progress bar over all units and an estimate of the time left."""
     every = units(matrix)
     pending = pending_units(matrix)
-    seconds = recorded_seconds(matrix.work, every)
+    seconds = recorded_seconds(matrix, every)
     failed: dict[Shards, str] = {}
     bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
     with tqdm(total=len(every), initial=len(every) - len(pending), bar_format=bar_format, mininterval=5) as bar:
@@ -334,20 +363,48 @@ def run_matrix(matrix: Matrix, run: Run) -> None:
             if error:
                 bar.write(f"missing {unit.label()}: {error}", file=sys.stderr)
             else:
-                seconds.update(recorded_seconds(matrix.work, [unit]))
+                seconds.update(recorded_seconds(matrix, [unit]))
+                keep_record(matrix, unit)
             bar.update()
 
 
-def read_cell(work: Path, cell: Cell) -> dict | None:
-    """The cell's result with the test labels and torch thread count of its run; None if not finished."""
-    path = cell.directory(work) / "results.json"
+def read_cell(matrix: Matrix, cell: Cell) -> dict | None:
+    """The cell's result with the test labels, torch thread count and wall time of its run (from --work, else
+    from the record); None if not finished."""
+    path = cell.directory(matrix.work) / "results.json"
     if not path.exists():
-        return None
+        kept = cell.record(matrix.record) if matrix.record else None
+        return json.loads(kept.read_text()) if kept and kept.exists() else None
     document = json.loads(path.read_text())
     result = next((r for r in document.get("results", []) if r.get("detector") == cell.detector), None)
     if result is None:
         return None
-    return {**result, "labels": document.get("labels"), "threads": document.get("torch_threads")}
+    seconds = beside(cell.directory(matrix.work), "seconds")
+    return {**result, "labels": document.get("labels"), "threads": document.get("torch_threads"),
+            "wall_seconds": float(seconds.read_text()) if seconds.exists() else None}
+
+
+def keep_record(matrix: Matrix, unit: Unit) -> bool:
+    """Copy a finished cell's result, or a generation's wall time, from --work into the record unless it is
+    there already; whether it was copied."""
+    path = unit.record(matrix.record) if matrix.record else None
+    if path is None or path.exists():
+        return False
+    seconds = beside(unit.directory(matrix.work), "seconds")
+    if isinstance(unit, Cell):
+        result = read_cell(matrix, unit)
+    else:
+        result = {"wall_seconds": float(seconds.read_text())} if seconds.exists() else None
+    if result is None:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(scrub(json.dumps(result, indent=1), matrix.work) + "\n")
+    return True
+
+
+def keep_records(matrix: Matrix) -> int:
+    """Copy every unit finished under --work but missing from the record; how many were copied."""
+    return sum(keep_record(matrix, unit) for unit in units(matrix))
 
 
 def missing_reason(work: Path, cell: Cell) -> str:
@@ -368,7 +425,7 @@ def collect(matrix: Matrix) -> tuple[dict[Group, list[dict]], dict[Group, str]]:
     missing: dict[Group, str] = {}
     for cell in matrix.cells():
         key = (cell.category, cell.generator, cell.detector)
-        result = read_cell(matrix.work, cell)
+        result = read_cell(matrix, cell)
         groups.setdefault(key, [])
         if result is not None:
             groups[key].append(result)
@@ -510,7 +567,7 @@ def generation_table(matrix: Matrix) -> list[str]:
     for category in matrix.categories:
         row = []
         for generator in matrix.generators:
-            times = recorded_seconds(matrix.work, [Shards(category, generator, s) for s in range(matrix.seeds)])
+            times = recorded_seconds(matrix, [Shards(category, generator, s) for s in range(matrix.seeds)])
             row.append(f"{np.mean(list(times.values())):.0f}" if times else "–")
         lines.append(f"| {category} | " + " | ".join(row) + " |")
     return lines
@@ -531,6 +588,8 @@ def invocation(matrix: Matrix) -> str:
     """The driver's command line that runs ``matrix`` (options at their defaults left out)."""
     default = Matrix(matrix.work)
     parts = ["python benchmarks/matrix.py --work DIR"]
+    if matrix.record and matrix.record != default_record(matrix.size):
+        parts.append(f"--record {record_name(matrix.record)}")
     for flag, name in (("--size", "size"), ("-n", "count"), ("--seeds", "seeds"), ("--threads", "threads"),
                        ("--categories", "categories"), ("--generators", "generators"), ("--detectors", "detectors")):
         value = getattr(matrix, name)
@@ -561,7 +620,9 @@ def markdown(matrix: Matrix, groups: dict[Group, list[dict]], missing: dict[Grou
              + budget_text() + (f" Mixtures (uniform): {mixes}." if mixes else ""), "",
              f"Produced by `{invocation(matrix)}` (in the background: `nohup {invocation(matrix)} > DIR.log 2>&1 &`). "
              "Run the same command again to resume after an interruption: finished cells are never refitted. "
-             "`--collect-only` rewrites this section from the results; one driver per category may share DIR "
+             + (f"Each finished cell's result is kept in `{record_name(matrix.record)}/`, so the tables can be "
+                "rebuilt and the run resumed without DIR. " if matrix.record else "")
+             + "`--collect-only` rewrites this section from the results; one driver per category may share DIR "
              "(`--categories`).", ""]
     for category in matrix.categories:
         lines += overview(matrix, category, groups, missing)
@@ -719,6 +780,10 @@ def sdas_model(pair: str) -> tuple[str, str]:
     return category, portable(Path(model).resolve()) if Path(model).exists() else model
 
 
+def default_record(size: int) -> Path:
+    return RECORDS / f"matrix-{size}px"
+
+
 @click.command()
 @click.option("--work", type=click.Path(path_type=Path), required=True, help="Shards and bench results (resumable).")
 @click.option("--size", default=128, show_default=True, help="Image side for generation and detectors.")
@@ -734,18 +799,23 @@ def sdas_model(pair: str) -> tuple[str, str]:
               help="SDAS diffusion model of a category (default: synth's discovery, ./models/CATEGORY).")
 @click.option("--set", "pairs", multiple=True, metavar="DET.KEY=VALUE",
               help="A detector setting for every cell of DET, over the default budget (repeatable).")
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Where finished cells' results are kept (default: benchmarks/results/matrix-<size>px).")
 @click.option("--collect-only", is_flag=True, help="Only read the results already under --work (no runs).")
 @click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks.md and docs/img/matrix_*.png.")
 def main(work: Path, size: int, count: int, seeds: int, categories: str, generators: str, detectors: str,
-         threads: int, sdas_models: tuple[str, ...], pairs: tuple[str, ...], collect_only: bool, docs: bool) -> None:
+         threads: int, sdas_models: tuple[str, ...], pairs: tuple[str, ...], record: Path | None, collect_only: bool,
+         docs: bool) -> None:
     """Run the matrix (or resume it) and write its tables, verdicts and plots."""
     matrix = Matrix(work.resolve(), size, count, seeds, choose(categories, list(DATASETS), "category"),
                     choose(generators, list(GENERATORS), "generator"), choose(detectors, DETECTORS, "detector"),
-                    threads, dict(sdas_model(pair) for pair in sdas_models), parse_overrides(pairs))
+                    threads, dict(sdas_model(pair) for pair in sdas_models), parse_overrides(pairs),
+                    (record or default_record(size)).resolve())
     matrix.work.mkdir(parents=True, exist_ok=True)
     check_recorded_settings(matrix)
     if not collect_only:
         run_matrix(matrix, Runner(matrix.work / "log.txt"))
+    keep_records(matrix)  # cells finished before records were kept, or by another driver
     groups, missing = collect(matrix)
     section = markdown(matrix, groups, missing)
     click.echo(section)

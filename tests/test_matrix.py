@@ -91,7 +91,7 @@ def run(matrix, tmp_path: Path, monkeypatch):
     def invoke(*extra: str, fail: str | None = None, status: int = 0) -> tuple[FakeRunner, str]:
         runner = FakeRunner(fail)
         monkeypatch.setattr(matrix, "Runner", lambda log: runner)
-        arguments = ["--work", str(tmp_path / "work"), "--categories", ",".join(CATEGORIES), "--generators",
+        arguments = ["--work", str(tmp_path / "work"), "--record", str(tmp_path / "record"), "--categories", ",".join(CATEGORIES), "--generators",
                      ",".join(GENERATORS), "--detectors", ",".join(DETECTORS), "--seeds", str(SEEDS), *extra]
         outcome = CliRunner().invoke(matrix.main, arguments)
         assert outcome.exit_code == status, outcome.output
@@ -127,12 +127,14 @@ def test_resumed_run_refits_only_missing_cells(run, tmp_path: Path) -> None:
     run()
     again, _ = run()
     assert again.commands == []
-    bench = tmp_path / "work" / "bench"
+    bench, record = tmp_path / "work" / "bench", tmp_path / "record"
     shutil.rmtree(bench / "bottle" / "draem" / "realnet" / "seed1")  # never started
     (bench / "metal_plate" / "sdas" / "prn" / "seed0" / "results.json").unlink()  # interrupted
     shards = tmp_path / "work" / "shards" / "bottle" / "mix-uniform" / "seed2"
     (shards / "manifest.json").write_text(json.dumps({"complete": False}))
     shutil.rmtree(bench / "bottle" / "mix-uniform" / "prn" / "seed2")
+    for cell in ("bottle/draem/realnet/seed1", "metal_plate/sdas/prn/seed0", "bottle/mix-uniform/prn/seed2"):
+        (record / f"{cell}.json").unlink()  # cells that never finished were never kept
     resumed, _ = run()
     outs = {written_to(command, tmp_path / "work"): command for command in resumed.commands}
     assert set(outs) == {"bench/bottle/draem/realnet/seed1", "bench/metal_plate/sdas/prn/seed0",
@@ -140,6 +142,24 @@ def test_resumed_run_refits_only_missing_cells(run, tmp_path: Path) -> None:
     assert "--overwrite" in outs["bench/metal_plate/sdas/prn/seed0"]
     assert "--overwrite" not in outs["bench/bottle/draem/realnet/seed1"]
     assert "--resume" in outs["shards/bottle/mix-uniform/seed2"]
+
+
+def test_record_outlives_the_work_folder(run, tmp_path: Path) -> None:
+    _, section = run()
+    kept = [path for path in (tmp_path / "record").rglob("seed*.json") if path.parent.name != "gen"]
+    assert len(kept) == len(CATEGORIES) * SEEDS * (1 + len(GENERATORS) * len(DETECTORS))
+    text = "".join(path.read_text() for path in kept)
+    assert str(tmp_path) not in text and str(REPO) not in text
+    cell = json.loads((tmp_path / "record" / "bottle" / "draem" / "prn" / "seed2.json").read_text())
+    assert cell["metrics"]["image_auroc"] == pytest.approx(0.8) and cell["labels"] == LABELS
+    assert cell["wall_seconds"] >= 0 and (tmp_path / "record" / "bottle" / "normal" / "patchcore").is_dir()
+    shutil.rmtree(tmp_path / "work")  # the machine that ran it is gone
+    again, rebuilt = run()
+    assert again.commands == [] and rebuilt == section
+    (tmp_path / "record" / "metal_plate" / "sdas" / "prn" / "seed1.json").unlink()
+    resumed, _ = run()
+    assert [written_to(c, tmp_path / "work") for c in resumed.commands] == [
+        "shards/metal_plate/sdas/seed1", "bench/metal_plate/sdas/prn/seed1"]
 
 
 def test_results_made_with_other_settings_are_refused(run, tmp_path: Path) -> None:
