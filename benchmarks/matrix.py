@@ -390,10 +390,10 @@ def keep_record(matrix: Matrix, unit: Unit) -> bool:
     path = unit.record(matrix.record) if matrix.record else None
     if path is None or path.exists():
         return False
-    seconds = beside(unit.directory(matrix.work), "seconds")
     if isinstance(unit, Cell):
         result = read_cell(matrix, unit)
     else:
+        seconds = beside(unit.directory(matrix.work), "seconds")
         result = {"wall_seconds": float(seconds.read_text())} if seconds.exists() else None
     if result is None:
         return False
