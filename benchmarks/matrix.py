@@ -581,8 +581,8 @@ def budget_text() -> str:
     patience = ", ".join(sorted({str(b["patience"]) for b in BUDGETS.values()}))
     return (f"Training stops after {patience} validations on held-out synthetic rows without improvement and "
             f"keeps the best checkpoint; caps: {epochs}, {others}. The steps column says for each seed how far "
-            "it trained and how many seeds stopped at the cap rather than on a plateau (on metal_plate "
-            "SimpleNet's paper schedule, 40 x 4 epochs, ends at 1,120 steps, below its step cap).")
+            "it trained and how many seeds stopped at the cap rather than on a plateau (on a small "
+            "category SimpleNet's paper schedule, 40 x 4 epochs, ends before its step cap and counts as the cap).")
 
 
 def invocation(matrix: Matrix) -> str:
