@@ -10,10 +10,11 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt, Lt
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -25,6 +26,13 @@ from synth.errors import SynthError
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
+# Config field types whose bounds `typed_settings` checks, so that a bad --set value fails before a fit.
+AtLeastOne = Annotated[int, Ge(1)]
+NonNegativeInt = Annotated[int, Ge(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+Share = Annotated[float, Ge(0), Lt(1)]  # a fraction in [0, 1)
+
 
 @dataclasses.dataclass
 class DetectorConfig:
@@ -32,7 +40,7 @@ class DetectorConfig:
 
     backbone: str = DEFAULT_BACKBONE
     backbone_weights: str | None = None  # a weights file for torchvision backbones (--weights)
-    batch_size: int = 8
+    batch_size: AtLeastOne = 8
     seed: int = 0
     size: int | None = None  # image side of the training images (recorded by the CLI/bench for eval)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # backbone and training; auto: bf16 where the CPU has it

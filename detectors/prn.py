@@ -39,7 +39,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from synth.backbones import STRIDES, create_backbone
-from detectors.base import register
+from detectors.base import AtLeastOne, register
 from detectors.data import TrainingSet
 from detectors.losses import binary_focal_loss
 from detectors.synthetic import SyntheticConfig, SyntheticDetector, cache_features
@@ -59,7 +59,7 @@ class PRNConfig(SyntheticConfig):
     weight_decay: float = 1e-2
     top_k: int = 100  # image score = mean of the top_k pixels of the map
     full_resolution_head: bool = False  # official True: the last conv-BN-ReLU + conv run at the image size
-    batch_size: int = 16
+    batch_size: AtLeastOne = 16
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:

@@ -45,7 +45,7 @@ from torch import nn
 from tqdm import tqdm
 
 from synth.backbones import STRIDES, create_backbone
-from detectors.base import register
+from detectors.base import AtLeastOne, register
 from detectors.data import TrainingSet
 from detectors.synthetic import SyntheticConfig, SyntheticDetector
 from synth.errors import SynthError
@@ -66,7 +66,7 @@ class RealNetConfig(SyntheticConfig):
     disc_width: int = 32  # first discriminator convolution (official 128)
     residual_layers: int = 2  # residual units before it (num_residual_layers)
     pool_size: int = 16  # image score = max of the map average-pooled over pool x pool windows
-    batch_size: int = 16
+    batch_size: AtLeastOne = 16
 
 
 def afs_channels(widths: tuple[int, ...], ratios: tuple[float, ...]) -> tuple[int, ...]:

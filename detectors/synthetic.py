@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from synth.backbones import Backbone
-from detectors.base import Detector, DetectorConfig
+from detectors.base import (AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                            Share)
 from detectors.data import TrainingSet
 from detectors.metrics import image_auroc, pixel_ap
 from detectors.stopping import EarlyStopping
@@ -38,20 +39,20 @@ MAX_VALIDATION_ROWS = 64
 class ValidationConfig(DetectorConfig):
     """Checkpoint selection and early stopping on held-out synthetic rows."""
 
-    val_fraction: float = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
-    patience: int = 0  # stop after this many validations without improvement (0: run the whole budget)
-    min_delta: float = 0.0  # a validation improves on the best when it beats it by more than this
-    smoothing: int = 1  # the plateau rule reads the mean of this many latest validations (1: each one)
+    val_fraction: Share = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
+    patience: NonNegativeInt = 0  # stop after this many validations without improvement (0: run the whole budget)
+    min_delta: NonNegativeFloat = 0.0  # a validation improves on the best when it beats it by more than this
+    smoothing: AtLeastOne = 1  # the plateau rule reads the mean of this many latest validations (1: each one)
 
 
 @dataclass
 class SyntheticConfig(ValidationConfig):
     """Settings of the shared training loop."""
 
-    epochs: int = 20  # the budget; one epoch: every normal image once, each batch topped up with anomalies
-    lr: float = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
-    anomaly_fraction: float = 0.5  # share of anomalies in a batch (both references: half the batch)
-    val_every: int = 5  # epochs between validations (RealNet's val_freq_epoch)
+    epochs: AtLeastOne = 20  # the budget; one epoch: every normal image once, each batch topped up with anomalies
+    lr: PositiveFloat = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
+    anomaly_fraction: Share = 0.5  # share of anomalies in a batch (both references: half the batch)
+    val_every: AtLeastOne = 5  # epochs between validations (RealNet's val_freq_epoch)
 
 
 @dataclass

@@ -174,7 +174,7 @@ def test_truncated_shard_is_one_line_for_resume_and_info(dataset, capsys):
     assert one_line_error(status, err, "unreadable")
 
 
-def test_broken_detector_weights_and_bad_setting_types(mvtec_tree, tmp_path, capsys):
+def test_broken_detector_weights_and_bad_settings(mvtec_tree, tmp_path, capsys):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"detector": "patchcore", "config": {}}))
@@ -190,6 +190,10 @@ def test_broken_detector_weights_and_bad_setting_types(mvtec_tree, tmp_path, cap
     status, err = detectors(["fit", "--detector", "patchcore", "--data", mvtec_tree, "--category", "widget",
                              "--set", "coreset_ratio=abc", "--out", tmp_path / "m"], capsys)
     assert one_line_error(status, err, "coreset_ratio")
+    status, err = detectors(["bench", "--detectors", "realnet", "--data", mvtec_tree, "--category", "widget",
+                             "--set", "realnet.smoothing=0", "--out", tmp_path / "b"], capsys)
+    assert one_line_error(status, err, "smoothing=0: Input should be greater than or equal to 1")
+    assert not (tmp_path / "b").exists()
 
 
 def test_unreadable_training_images_one_line_each(tmp_path, caplog, capfd):
