@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Ge, Gt, Le, Lt
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -30,8 +30,8 @@ WEIGHTS_FILE = "model.safetensors"
 AtLeastOne = Annotated[int, Ge(1)]
 NonNegativeInt = Annotated[int, Ge(0)]
 NonNegativeFloat = Annotated[float, Ge(0)]
-PositiveFloat = Annotated[float, Gt(0)]
 Share = Annotated[float, Ge(0), Lt(1)]  # a fraction in [0, 1)
+Ratio = Annotated[float, Gt(0), Le(1)]  # a fraction in (0, 1]
 
 
 @dataclasses.dataclass

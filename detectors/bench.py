@@ -22,6 +22,7 @@ from detectors.data import TrainingSet
 from detectors.metrics import bootstrap_intervals, evaluate
 from synth.data import Category
 from synth.errors import SynthError
+from synth.provenance import data_role, portable_value
 from synth.shards.card import write_text_atomic
 
 METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",
@@ -181,9 +182,12 @@ def check_results_dir(out: Path, overwrite: bool) -> None:
 
 
 def write_results(out: Path, category: Category, test: TestSet, results: Sequence[Result]) -> None:
+    """results.json and results.md; machine paths (data root, weights files) are written as their roles."""
+    roles = {category.root: data_role(category.layout)} if category.root else {}
     document = {"category": category.name, "data": str(category.root) if category.root else None,
                 "torch_threads": torch.get_num_threads(), **labels_and_defects(test),
                 "results": [asdict(result) for result in results]}
+    document = portable_value(document, roles)
     write_text_atomic(out / "results.json", json.dumps(document, indent=2) + "\n")  # present means finished
-    title = f"# {category.name} ({category.root or 'built-in'})\n\n"
+    title = f"# {category.name} ({document['data'] or 'built-in'})\n\n"
     (out / "results.md").write_text(title + markdown_table(results))

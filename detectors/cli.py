@@ -18,6 +18,7 @@ from detectors.data import TrainingSet, training_set
 from synth.data import Category, load_category
 from synth.cli import run_command_line
 from synth.errors import SynthError
+from synth.provenance import portable_value
 from synth.shards import completed_shards, read_manifest
 
 DEFAULT_ANOMALY_FRACTION = 0.25
@@ -60,6 +61,12 @@ def data_options(command):
     return command
 
 
+def check_directory_option(out: Path) -> None:
+    """SynthError when ``--out`` names an existing file (checked before any work is done)."""
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"--out {out} exists and is not a directory")
+
+
 def common_settings(backbone: str | None, weights: Path | None) -> dict[str, Any]:
     settings: dict[str, Any] = {"backbone": backbone} if backbone else {}
     return {**settings, "backbone_weights": str(weights)} if weights else settings
@@ -98,6 +105,7 @@ def fit(name, root, category, size, backbone, weights, anomalies, anomaly_fracti
         overwrite, pairs, out) -> None:
     """Fit one detector on a category's normal images (and synthetic anomalies) and save it."""
     detector = create_detector(name, paper, **{**common_settings(backbone, weights), **parse_settings(pairs)})
+    check_directory_option(out)
     if (out / "config.json").exists() and not overwrite:
         raise SynthError(f"{out} already holds a model; pass --overwrite to replace it")
     data = load_training(load_category(root, category, size=size), anomalies, anomaly_fraction, max_anomalies)
@@ -116,6 +124,8 @@ def fit(name, root, category, size, backbone, weights, anomalies, anomaly_fracti
 @click.option("--overwrite", is_flag=True)
 def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     """Score a category's test set with a fitted model and print the metrics."""
+    if out:
+        check_directory_option(out)
     if out and (out / "metrics.json").exists() and not overwrite:
         raise SynthError(f"{out} already holds metrics; pass --overwrite to replace them")
     detector = load_detector(model)
@@ -126,7 +136,7 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({
-            "model": str(model), "category": category, "size": size, "score_seconds": result.score_seconds,
+            "model": portable_value(str(model), {}), "category": category, "size": size, "score_seconds": result.score_seconds,
             **result.metrics, "intervals": result.intervals, "image_scores": result.image_scores,
             "training": result.training, **labels_and_defects(test)}, indent=2) + "\n")
         write_overlays(out / "overlays", detector.name, test, maps, overlays)
@@ -143,6 +153,8 @@ def bench(names, root, category, size, backbone, weights, anomalies, anomaly_fra
           overwrite, pairs, overlays, out) -> None:
     """Fit and evaluate several detectors on one category; write results.json, results.md and overlays."""
     names = [name.strip() for name in names.split(",") if name.strip()]
+    if not names:
+        raise SynthError(f"--detectors names no detector; choose from {', '.join(sorted(DETECTORS))}")
     for name in names:
         if name not in DETECTORS:
             raise SynthError(f"unknown detector {name!r}; choose from {', '.join(sorted(DETECTORS))}")

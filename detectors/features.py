@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from synth.backbones import Backbone
+from synth.backbones import Backbone, check_strides
 
 DEFAULT_STRIDES = (8, 16)  # the two middle scales (layer2 and layer3 of a ResNet)
 
@@ -29,6 +29,7 @@ def default_embed_dim(backbone: Backbone, strides: Sequence[int], cap: int) -> i
     The papers use 1024 (PatchCore) and 1536 (SimpleNet) for WideResNet-50 layers 2+3; for the
     narrow EfficientNet-Lite0 taps (40 + 112 channels) that would only repeat values.
     """
+    check_strides(strides)
     return min(cap, 2 * max(backbone.channels[s] for s in strides))
 
 

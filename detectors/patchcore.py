@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from synth.backbones import create_backbone
-from detectors.base import Detector, DetectorConfig, register
+from detectors.base import AtLeastOne, Detector, DetectorConfig, Ratio, register
 from detectors.data import TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features
 from synth.errors import SynthError
@@ -34,11 +34,11 @@ CORESET_METHODS = ("greedy-fast", "greedy-fp32", "greedy-exact")  # see select_c
 @dataclass
 class PatchCoreConfig(DetectorConfig):
     strides: tuple[int, ...] = DEFAULT_STRIDES
-    embed_dim: int | None = None  # None: default_embed_dim(backbone, strides, 1024)
-    coreset_ratio: float = 0.1  # fraction of patch features kept; 1.0 keeps them all
+    embed_dim: AtLeastOne | None = None  # None: default_embed_dim(backbone, strides, 1024)
+    coreset_ratio: Ratio = 0.1  # fraction of patch features kept; 1.0 keeps them all
     coreset_method: str = "greedy-fast"  # greedy-fast | greedy-fp32 | greedy-exact (see select_coreset)
-    projection_dim: int | None = 128  # random projection used only to pick the coreset; None: none
-    start_points: int = 10  # random points whose mean distance starts the greedy selection
+    projection_dim: AtLeastOne | None = 128  # random projection used only to pick the coreset; None: none
+    start_points: AtLeastOne = 10  # random points whose mean distance starts the greedy selection
     reweight_neighbours: int = 0  # b > 0: the paper's image-score re-weighting over b neighbours
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map, in pixels
 

@@ -57,7 +57,7 @@ class PRNConfig(SyntheticConfig):
     focal_alpha: float = 0.5
     focal_gamma: float = 4.0
     weight_decay: float = 1e-2
-    top_k: int = 100  # image score = mean of the top_k pixels of the map
+    top_k: AtLeastOne = 100  # image score = mean of the top_k pixels of the map
     full_resolution_head: bool = False  # official True: the last conv-BN-ReLU + conv run at the image size
     batch_size: AtLeastOne = 16
 

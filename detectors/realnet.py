@@ -65,7 +65,7 @@ class RealNetConfig(SyntheticConfig):
     layers_per_block: int = 1  # residual blocks per UNet level (official num_res_blocks 2)
     disc_width: int = 32  # first discriminator convolution (official 128)
     residual_layers: int = 2  # residual units before it (num_residual_layers)
-    pool_size: int = 16  # image score = max of the map average-pooled over pool x pool windows
+    pool_size: AtLeastOne = 16  # image score = max of the map average-pooled over pool x pool windows
     batch_size: AtLeastOne = 16
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from synth.backbones import create_backbone
-from detectors.base import Detector, register
+from detectors.base import AtLeastOne, Detector, register
 from detectors.data import Batch, TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features
 from detectors.stopping import EarlyStopping
@@ -46,11 +46,11 @@ OFFICIAL_EMBED_DIM = 1536  # pretrain/target_embed_dimension in the official run
 @dataclass
 class SimpleNetConfig(ValidationConfig):
     strides: tuple[int, ...] = DEFAULT_STRIDES
-    embed_dim: int | None = None  # None: default_embed_dim(backbone, strides, 1536)
-    hidden: int | None = None  # discriminator width; None: embed_dim // 1.5 (official rule; 1024 for 1536)
-    meta_epochs: int = 40  # official 40 (each followed by a test-set evaluation there, not here)
-    gan_epochs: int = 4  # epochs per meta-epoch (official 4)
-    max_steps: int | None = 600  # CPU scaling: stop after this many optimiser steps; None: full schedule
+    embed_dim: AtLeastOne | None = None  # None: default_embed_dim(backbone, strides, 1536)
+    hidden: AtLeastOne | None = None  # discriminator width; None: embed_dim // 1.5 (official rule; 1024 for 1536)
+    meta_epochs: AtLeastOne = 40  # official 40 (each followed by a test-set evaluation there, not here)
+    gan_epochs: AtLeastOne = 4  # epochs per meta-epoch (official 4)
+    max_steps: AtLeastOne | None = 600  # CPU scaling: stop after this many optimiser steps; None: full schedule
     noise_std: float = 0.015
     margin: float = 0.5  # th+ = margin, th- = -margin (dsc_margin)
     lr: float = 1e-3  # the adaptor trains at lr / 10 (official)

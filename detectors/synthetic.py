@@ -23,8 +23,7 @@ import torch
 from tqdm import tqdm
 
 from synth.backbones import Backbone
-from detectors.base import (AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, PositiveFloat,
-                            Share)
+from detectors.base import AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, Share
 from detectors.data import TrainingSet
 from detectors.metrics import image_auroc, pixel_ap
 from detectors.stopping import EarlyStopping
@@ -50,7 +49,7 @@ class SyntheticConfig(ValidationConfig):
     """Settings of the shared training loop."""
 
     epochs: AtLeastOne = 20  # the budget; one epoch: every normal image once, each batch topped up with anomalies
-    lr: PositiveFloat = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
+    lr: NonNegativeFloat = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
     anomaly_fraction: Share = 0.5  # share of anomalies in a batch (both references: half the batch)
     val_every: AtLeastOne = 5  # epochs between validations (RealNet's val_freq_epoch)
 

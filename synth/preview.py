@@ -77,5 +77,9 @@ def strength_sweep(settings: GeneratorSettings, data: Path | None, category: str
 
 def save_png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+    try:
+        written = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        written = False
+    if not written:
         raise SynthError(f"cannot write {path}")

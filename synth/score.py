@@ -295,15 +295,23 @@ def is_dataset(path: Path) -> bool:
     return Path(path).is_dir() and bool(completed_shards(path))
 
 
+def check_report_dir(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """The report's two paths in ``out``; SynthError if ``out`` is a file or holds a score (without ``overwrite``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"--out {out} exists and is not a directory")
+    paths = out / "score.json", out / "score.md"
+    if not overwrite and any(p.exists() for p in paths):
+        raise SynthError(f"{out} already holds a score; use --overwrite to replace it")
+    return paths
+
+
 def write_report(report: dict[str, Any], out: Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``out/score.json`` and ``out/score.md``; refuse to replace them without ``overwrite``."""
     import json
 
-    out = Path(out)
-    paths = out / "score.json", out / "score.md"
-    if not overwrite and any(p.exists() for p in paths):
-        raise SynthError(f"{out} already holds a score; use --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
+    paths = check_report_dir(out, overwrite)
+    Path(out).mkdir(parents=True, exist_ok=True)
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     paths[1].write_text(report_markdown(report))
     return paths

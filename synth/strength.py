@@ -1,25 +1,36 @@
-"""The SDAS strength option: a fixed value ``0.15`` or a uniform range ``0.1:0.2``."""
+"""Value-or-range options (``0.15`` or ``0.1:0.2``): the SDAS strength s and the blend factor delta."""
 
 from __future__ import annotations
+
+import math
 
 from synth.errors import SynthError
 
 
-def parse_strength(text: str) -> tuple[float, float]:
-    """Parse ``v`` or ``a:b`` into (lo, hi) with 0 <= lo <= hi."""
-    parts = text.split(":")
-    if len(parts) not in (1, 2):
-        raise SynthError(f"--s must be a value like 0.15 or a range like 0.1:0.2, got {text!r}")
+def parse_range(text: str, option: str, upper: float | None = None) -> tuple[float, float]:
+    """Parse ``v`` or ``a:b`` into (lo, hi) with 0 <= lo <= hi (and hi <= ``upper`` when given)."""
+    parts = str(text).split(":")
     try:
+        if len(parts) not in (1, 2):
+            raise ValueError
         values = [float(p) for p in parts]
+        if not all(map(math.isfinite, values)):
+            raise ValueError
     except ValueError:
-        raise SynthError(f"--s must be a value like 0.15 or a range like 0.1:0.2, got {text!r}") from None
+        raise SynthError(f"{option} must be a value like 0.15 or a range like 0.1:0.2, got {text!r}") from None
     lo, hi = values[0], values[-1]
     if lo < 0 or hi < 0:
-        raise SynthError(f"--s must not be negative, got {text!r}")
+        raise SynthError(f"{option} must not be negative, got {text!r}")
     if lo > hi:
-        raise SynthError(f"--s range {text!r} is inverted: the lower bound comes first")
+        raise SynthError(f"{option} range {text!r} is inverted: the lower bound comes first")
+    if upper is not None and hi > upper:
+        raise SynthError(f"{option} must be at most {upper:g}, got {text!r}")
     return lo, hi
+
+
+def parse_strength(text: str) -> tuple[float, float]:
+    """The SDAS strength s: ``v`` or ``a:b`` with 0 <= a <= b."""
+    return parse_range(text, "--s")
 
 
 def parse_strength_list(text: str) -> list[float]:

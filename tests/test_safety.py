@@ -359,3 +359,114 @@ def test_resumed_training_checkpoint_has_the_uninterrupted_rng_state(tmp_path):
         torch.set_num_threads(threads)
     whole, split = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("whole", "split"))
     assert torch.equal(whole["rng"], split["rng"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gen", "-g", "sdas", "--category", "brick", "--size", "32", "-n", 2, "--blend", "--delta", "abc"], "--delta"),
+    (["gen", "-g", "sdas", "--category", "brick", "--size", "32", "-n", 2, "--blend", "--delta", "0.5:2"],
+     "--delta must be at most 1"),
+    (["gen", "-g", "sdas", "--category", "brick", "--size", "32", "-n", 2, "--s", "nan"], "--s must be a value"),
+    (["train", "--preset", "micro", "--steps", 1, "--lr", -1], "--lr must be positive"),
+    (["train", "--preset", "micro", "--steps", 1, "--batch-size", 0], "--batch-size must be at least 1"),
+    (["train", "--preset", "micro", "--steps", 1, "--threads", 0], "--threads"),
+    (["preview", "-g", "cutpaste", "--category", "brick", "--size", "32", "--tile", 0], "--tile"),
+    (["preview", "-g", "cutpaste", "--category", "brick", "--size", "32", "--seed", -1], "--seed"),
+])
+def test_out_of_range_values_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / ("o.png" if args[0] == "preview" else "o")
+    status, _, err = run_cli([*args, "--out", out], capsys)
+    assert one_line_error(status, err, message)
+    assert not out.exists()
+
+
+def test_preview_out_must_be_a_png_file(tmp_path, capsys):
+    for out in (tmp_path / "sheet.txt", tmp_path):
+        status, _, err = run_cli(["preview", "-g", "cutpaste", "--category", "brick", "--size", "32", "-n", 1,
+                                  "--out", out, "--overwrite"], capsys)
+        assert one_line_error(status, err, "expected a .png file path")
+
+
+@pytest.mark.parametrize("manifest", [[], {"tool": "other", "num_shards": 0}, {"format": "synth-dataset/1"}])
+def test_a_manifest_synth_did_not_write_is_not_a_synth_dataset(tmp_path, capsys, manifest):
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "README.md").write_text("their card")
+    status, _, err = run_cli(["info", out], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    status, _, err = run_cli([*GEN, "-n", 2, "--out", out, "--overwrite"], capsys)
+    assert one_line_error(status, err, "holds no synth dataset")
+    assert (out / "README.md").read_text() == "their card"
+
+
+def test_train_overwrite_refuses_a_directory_without_a_synth_model(tmp_path, capsys):
+    out = tmp_path / "work"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "mine.txt").write_text("keep")
+    (out / "README.md").write_text("mine")
+    status, _, err = run_cli(["train", "--preset", "micro", "--steps", 1, "--out", out, "--overwrite"], capsys)
+    assert one_line_error(status, err, "holds no synth model")
+    assert (out / "samples" / "mine.txt").read_text() == "keep" and (out / "README.md").read_text() == "mine"
+
+
+def test_visa_table_with_absolute_paths_is_one_line(tmp_path, capsys):
+    root = tmp_path / "visa"
+    image = write_image(tmp_path / "elsewhere" / "000.png", noise_image(np.random.default_rng(0), 32))
+    (root / "split_csv").mkdir(parents=True)
+    (root / "split_csv" / "1cls.csv").write_text(f"object,split,label,image,mask\nwidget,train,normal,{image},\n")
+    status, _, err = run_cli([*GEN[:2], "cutpaste", "--data", root, "--category", "widget", "--size", "32", "-n", 2,
+                              "--out", tmp_path / "o"], capsys)
+    assert one_line_error(status, err, "absolute path")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "--detector", "patchcore", "--set", "strides=[3]"], "no feature tap at stride 3"),
+    (["fit", "--detector", "patchcore", "--set", "strides=[]"], "no feature tap"),
+    (["fit", "--detector", "simplenet", "--set", "hidden=-1"], "hidden=-1"),
+    (["bench", "--detectors", ""], "names no detector"),
+])
+def test_bad_detector_settings_are_one_line(mvtec_tree, tmp_path, capsys, args, message):
+    status, err = detectors([*args, "--data", mvtec_tree, "--category", "widget", "--out", tmp_path / "m"], capsys)
+    assert one_line_error(status, err, message)
+    assert not (tmp_path / "m").exists()
+
+
+def test_detector_out_that_is_a_file_is_refused_before_fitting(mvtec_tree, tmp_path, capsys, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("fitted or scored")
+
+    monkeypatch.setattr("detectors.cli.fit_detector", never)
+    monkeypatch.setattr("detectors.cli.load_detector", never)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    for args in (["fit", "--detector", "patchcore"], ["eval", "--model", tmp_path / "m"]):
+        status, err = detectors([*args, "--data", mvtec_tree, "--category", "widget", "--out", taken], capsys)
+        assert one_line_error(status, err, "exists and is not a directory")
+    assert taken.read_text() == "mine"
+
+
+def test_backbone_weights_of_another_network_are_one_line(mvtec_tree, tmp_path, capsys):
+    from safetensors.torch import save_file
+    import torch
+
+    weights = tmp_path / "other.safetensors"
+    save_file({"conv.weight": torch.zeros(4, 3, 3, 3)}, str(weights))
+    status, err = detectors(["fit", "--detector", "patchcore", "--data", mvtec_tree, "--category", "widget",
+                             "--weights", weights, "--out", tmp_path / "m"], capsys)
+    assert one_line_error(status, err, "do not fit this backbone")
+
+
+def test_bench_and_eval_results_hold_no_local_path(mvtec_tree, tmp_path, capsys):
+    out = tmp_path / "bench"
+    status, err = detectors(["bench", "--detectors", "patchcore", "--data", mvtec_tree, "--category", "widget",
+                             "--size", 32, "--overlays", 0, "--out", out], capsys)
+    assert status == 0, err
+    model = tmp_path / "model"
+    assert detectors(["fit", "--detector", "patchcore", "--data", mvtec_tree, "--category", "widget", "--size", 32,
+                      "--out", model], capsys)[0] == 0
+    assert detectors(["eval", "--model", model, "--data", mvtec_tree, "--category", "widget", "--overlays", 0,
+                      "--out", tmp_path / "eval"], capsys)[0] == 0
+    for path in (out / "results.json", out / "results.md", tmp_path / "eval" / "metrics.json"):
+        assert str(tmp_path) not in path.read_text(), path
+    assert json.loads((out / "results.json").read_text())["data"] == "<mvtec root>"
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == "<local path>"

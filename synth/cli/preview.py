@@ -14,9 +14,9 @@ from synth.strength import parse_strength_list
 @click.command("preview")
 @data_options
 @generator_options
-@click.option("-n", "count", type=int, default=8, show_default=True, help="Number of samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--tile", type=int, default=128, show_default=True, help="Tile side in the sheet.")
+@click.option("-n", "count", type=click.IntRange(1), default=8, show_default=True, help="Number of samples.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--tile", type=click.IntRange(8), default=128, show_default=True, help="Tile side in the sheet.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: preview-GENERATOR.png].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PNG.")
 def command(count: int, seed: int, tile: int, out: Path | None, overwrite: bool, **options) -> None:
@@ -25,6 +25,8 @@ def command(count: int, seed: int, tile: int, out: Path | None, overwrite: bool,
     With ``--generator sdas --s 0,0.1,0.2`` (a comma list), the same seeds at each strength instead.
     """
     out = out or Path(f"preview-{options['generator']}.png")
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise click.UsageError(f"--out {out}: expected a .png file path")
     if out.exists() and not overwrite:
         raise click.UsageError(f"{out} exists; use --overwrite to replace it")
     sweep = options["generator"] == "sdas" and "," in (options.get("strength") or "")

@@ -32,7 +32,7 @@ def _command_line() -> str:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Model directory.")
 @click.option("--batch-size", type=int, default=None, help="Global batch size (default: the preset's).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the preset's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--sample-every", type=int, default=1000, show_default=True,
               help="Write a grid of s = 0 samples (EMA weights) to OUT/samples every K steps.")
@@ -45,7 +45,7 @@ def _command_line() -> str:
                    "loss term; paper: RealNet's plain hybrid loss.")
 @click.option("--save-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Dtype of the saved weights (fp16 halves the size; sampling runs in fp32 or bf16 anyway).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a different model or a finished run in OUT.")
 def train(data: Path | None, category: str, layout: str | None, preset: str, steps: int, out: Path,

@@ -56,6 +56,9 @@ def read_visa(root: Path, category: str, size: int) -> Category:
         rows = [row for row in csv.DictReader(handle) if row["object"] == category]
     if not rows:
         raise SynthError(f"category {category!r} is not in {table}")
+    absolute = next((path for r in rows for path in (r["image"], r.get("mask") or "") if Path(path).is_absolute()), None)
+    if absolute:
+        raise SynthError(f"{table} lists an absolute path ({Path(absolute).name}); VisA's paths are relative to its root")
     train_paths = [root / r["image"] for r in rows if r["split"] == "train" and r["label"] == "normal"]
     images, kept = read_many(train_paths, size, f"{table} (train, {category})")
     test = [

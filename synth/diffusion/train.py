@@ -127,14 +127,16 @@ def resolve_precision(precision: str) -> str:
 
 def check_output(out: Path, config: ModelConfig, resume: bool, overwrite: bool) -> None:
     """SynthError unless ``out`` is new, empty, the same model being resumed, or --overwrite is given."""
-    if not out.exists() or overwrite:
+    if not out.exists():
         return
     if not out.is_dir():
         raise SynthError(f"--out {out} exists and is not a directory")
     if not any(out.iterdir()):
         return
-    if not (out / CONFIG_NAME).is_file():
-        raise SynthError(f"--out {out} is not empty and holds no synth model; use --overwrite to replace it")
+    if not (out / CONFIG_NAME).is_file():  # --overwrite replaces only what synth wrote
+        raise SynthError(f"--out {out} is not empty and holds no synth model; choose a new or empty directory")
+    if overwrite:
+        return
     existing = ModelConfig.read(out)
     if not existing.same_model(config):
         raise SynthError(f"--out {out} holds a different model (category {existing.category}, preset "
@@ -180,9 +182,11 @@ def sample_grid(unet: UNet2DModel, config: ModelConfig, options: TrainOptions, b
 def train(options: TrainOptions) -> ModelConfig:
     """Train (or resume) a model into ``options.out``; returns its config. Only process 0 writes."""
     preset = get_preset(options.preset)
-    for name in ("steps", "checkpoint_every", "sample_every", "sample_steps", "num_samples"):
-        if getattr(options, name) < 1:
+    for name in ("steps", "checkpoint_every", "sample_every", "sample_steps", "num_samples", "batch_size"):
+        if getattr(options, name) is not None and getattr(options, name) < 1:
             raise SynthError(f"--{name.replace('_', '-')} must be at least 1")
+    if options.lr is not None and not options.lr > 0:
+        raise SynthError(f"--lr must be positive, got {options.lr}")
     out = Path(options.out)
     data_root = Path(options.data) if options.data is not None else None
     class_names = resolve_categories(options.category, data_root)
@@ -190,8 +194,8 @@ def train(options: TrainOptions) -> ModelConfig:
     config = ModelConfig(class_names, preset.name, preset.size, 0, data_root.name if data_root else None,
                          loss=options.loss)
     check_output(out, config, options.resume, options.overwrite)
-    run_options = dict(seed=options.seed, batch_size=options.batch_size or preset.batch_size,
-                       lr=options.lr or preset.lr, hflip=options.hflip,
+    run_options = dict(seed=options.seed, batch_size=options.batch_size if options.batch_size is not None else preset.batch_size,
+                       lr=options.lr if options.lr is not None else preset.lr, hflip=options.hflip,
                        precision=resolve_precision(options.precision), loss=options.loss)
     # cpu=True without CUDA: accelerate only sets up multi-process CPU training (gloo) when asked to.
     accelerator = Accelerator(mixed_precision=run_options["precision"], cpu=not torch.cuda.is_available())

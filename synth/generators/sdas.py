@@ -24,19 +24,12 @@ from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
 from synth.masks import anomaly_mask, default_rule, foreground_mask
 from synth.provenance import model_provenance
+from synth.strength import parse_range
 
 DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
 DEFAULT_STEPS = 20  # RealNet samples 20 steps, every 50th timestep (guided-diffusion's "ddim20")
 DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
-
-
-def _range(text: str, name: str) -> tuple[float, float]:
-    parts = [float(p) for p in str(text).split(":")]
-    lo, hi = parts[0], parts[-1]
-    if not 0 <= lo <= hi <= 1:
-        raise SynthError(f"{name} must be a value or range within [0, 1], got {text!r}")
-    return lo, hi
 
 
 @register
@@ -82,7 +75,7 @@ class SDAS(Generator):
         if steps < 1:
             raise SynthError(f"--steps must be at least 1, got {steps}")
         return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
-                   steps, settings.flag("blend"), _range(extra.get("delta", "0.5:1.0"), "--delta"),
+                   steps, settings.flag("blend"), parse_range(extra.get("delta", "0.5:1.0"), "--delta", upper=1),
                    settings.foreground, settings.flag("s_per_batch"),
                    settings.flag("bf16") if "bf16" in extra else None,
                    str(extra.get("spacing", DEFAULT_SPACING)))

@@ -27,14 +27,21 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+DATASET_FORMAT = "synth-dataset/1"  # the manifest's "format": what makes a directory a synth dataset
+
+
 def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """The synth manifest in ``out_dir``; None when there is none or the file is not synth's."""
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+        return None
+    return manifest if isinstance(manifest.get("num_shards"), int) else None
 
 
 def dataset_files(manifest: dict[str, Any]) -> list[str]:
