@@ -42,6 +42,7 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
 
 from detectors.base import get_detector_class, make_config  # noqa: E402
 from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
+from detectors.synthetic import epoch_schedule  # noqa: E402
 
 # Training budgets, passed to every cell with --set: a cap and a validation interval in optimiser steps
 # (RealNet and PRN count in epochs, so both become whole epochs per category: a validation about every
@@ -246,9 +247,9 @@ def budget_settings(detector: str, normal_images: int) -> dict[str, int]:
     budget = BUDGETS[detector]
     if detector not in EPOCH_BUDGETS:
         return dict(budget)
-    steps_per_epoch = math.ceil(normal_images / NORMALS_PER_STEP)
-    return {"epochs": math.ceil(budget["max_steps"] / steps_per_epoch),
-            "val_every": max(1, round(budget["val_every"] / steps_per_epoch)), "patience": budget["patience"]}
+    epochs, val_every = epoch_schedule(math.ceil(normal_images / NORMALS_PER_STEP), budget["max_steps"],
+                                       budget["val_every"])
+    return {"epochs": epochs, "val_every": val_every, "patience": budget["patience"]}
 
 
 def count_normal(category: str) -> int:

@@ -18,8 +18,8 @@ Departures (also in docs/detectors.md):
   of each batch is all simulated (synth's ``prn-hea`` / ``prn-hoa`` shards, or any generator).
 * Backbone: the default EfficientNet-Lite0 taps (24/40/112/320 channels) instead of a ResNet; the
   fusion's strided convolutions use groups = gcd(in, out) since these widths are not multiples.
-* CPU-scaled defaults: 1 multi-size attention layer per scale (official 3), batch 16 (48), 20
-  epochs (700), lr 1e-3 (1e-4), the output head convolved at stride 4 and its logits upsampled
+* CPU-scaled defaults: 1 multi-size attention layer per scale (official 3), batch 16 (48), lr 1e-3
+  (1e-4), training to the plateau of the held-out synthetic score (capped at about 2,000 steps; 700 epochs), the output head convolved at stride 4 and its logits upsampled
   (official: upsampled features convolved at the image size); ``paper_config`` restores them.
 * Checkpoints are selected on held-out synthetic rows (the re-implementation validates on the
   test set).
@@ -227,7 +227,7 @@ class PRN(SyntheticDetector):
     def paper_config(cls, **overrides) -> PRNConfig:
         """The re-implementation's schedule: 3 attention layers, batch 48, 700 epochs."""
         return PRNConfig(**{"attention_layers": 3, "batch_size": 48, "epochs": 700, "lr": 1e-4,
-                            "full_resolution_head": True, **overrides})
+                            "full_resolution_head": True, "val_every": 10, "patience": 0, **overrides})
 
     def _build(self, size: int, prototype_shapes: list[tuple[int, ...]]) -> None:
         if size % SIZE_MULTIPLE:

@@ -24,8 +24,9 @@ Defaults and departures (also in docs/detectors.md):
   on the two coarser levels and in the middle, GroupNorm) called with a constant timestep; the
   official network has no time input and zero-initialises its output convolution.
 * CPU-scaled defaults: 1 residual block per level (official 2), discriminator width 32 (official
-  128), AFS on 128 anomalies (official 64 batches x 16), 20 epochs and lr 1e-3 (official 1000 and
-  1e-4); one epoch here is every normal image once plus as many anomalies (official: each image
+  128), AFS on 128 anomalies (official 64 batches x 16), lr 1e-3 (official 1e-4) and training until
+  the held-out synthetic score stops improving (patience 4 validations about 50 steps apart, capped
+  at the whole epochs covering 2,000 steps; official: 1000 epochs); one epoch here is every normal image once plus as many anomalies (official: each image
   turns anomalous with probability 0.5). ``paper_config`` restores the official values.
 * Checkpoints are selected on held-out synthetic rows (the official code validates on the test set).
 * Training anomalies come pre-generated from synth shards; the normal source of each is found by
@@ -184,7 +185,7 @@ class RealNet(SyntheticDetector):
     def paper_config(cls, **overrides) -> RealNetConfig:
         """Official training length and widths (the channel ratios are the official ones already)."""
         return RealNetConfig(**{"epochs": 1000, "lr": 1e-4, "afs_samples": 1024, "layers_per_block": 2,
-                                "disc_width": 128, **overrides})
+                                "disc_width": 128, "val_every": 5, "patience": 0, **overrides})
 
     def networks(self) -> dict[str, nn.Module]:
         return {"afs": self.afs, "recon": self.recon, "rrs": self.rrs}

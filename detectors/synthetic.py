@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
@@ -32,6 +33,8 @@ from synth.errors import SynthError
 THUMBNAIL = 32  # side of the thumbnails compared when matching anomalies to their normal image
 MAX_MEAN_DIFFERENCE = 8.0  # grey levels; a larger difference outside the mask means "not from this category"
 MAX_VALIDATION_ROWS = 64
+DEFAULT_MAX_STEPS = 2000  # default cap in optimiser steps (the benchmark matrix's), as whole epochs
+DEFAULT_VALIDATION_STEPS = 50  # default interval between validations in optimiser steps, as whole epochs
 
 
 @dataclass
@@ -39,7 +42,7 @@ class ValidationConfig(DetectorConfig):
     """Checkpoint selection and early stopping on held-out synthetic rows."""
 
     val_fraction: Share = 0.1  # synthetic rows held out for checkpoint selection (at most 64)
-    patience: NonNegativeInt = 0  # stop after this many validations without improvement (0: run the whole budget)
+    patience: NonNegativeInt = 4  # stop after this many validations without improvement (0: run the whole budget)
     min_delta: NonNegativeFloat = 0.0  # a validation improves on the best when it beats it by more than this
     smoothing: AtLeastOne = 1  # the plateau rule reads the mean of this many latest validations (1: each one)
 
@@ -48,10 +51,12 @@ class ValidationConfig(DetectorConfig):
 class SyntheticConfig(ValidationConfig):
     """Settings of the shared training loop."""
 
-    epochs: AtLeastOne = 20  # the budget; one epoch: every normal image once, each batch topped up with anomalies
-    lr: NonNegativeFloat = 1e-3  # CPU-scaled for the short schedule; both references use 1e-4 (paper_config)
+    # The cap; one epoch: every normal image once, each batch topped up with anomalies. None: the whole epochs
+    # that cover DEFAULT_MAX_STEPS optimiser steps (``epoch_schedule``), so the cap does not depend on the category.
+    epochs: AtLeastOne | None = None
+    lr: NonNegativeFloat = 1e-3  # CPU-scaled for the shorter schedule; both references use 1e-4 (paper_config)
     anomaly_fraction: Share = 0.5  # share of anomalies in a batch (both references: half the batch)
-    val_every: AtLeastOne = 5  # epochs between validations (RealNet's val_freq_epoch)
+    val_every: AtLeastOne | None = None  # epochs between validations; None: the whole number nearest 50 steps
 
 
 @dataclass
@@ -89,6 +94,13 @@ def normal_counterparts(data: TrainingSet) -> np.ndarray:
                              f"mask (mean difference {difference[best]:.1f}); were the shards made from it?")
         sources[index] = best
     return sources
+
+
+def epoch_schedule(steps_per_epoch: int, max_steps: int = DEFAULT_MAX_STEPS,
+                   validation_steps: int = DEFAULT_VALIDATION_STEPS) -> tuple[int, int]:
+    """(epochs, val_every): the whole epochs that cover ``max_steps`` optimiser steps, and the whole number
+    of epochs (at least 1) nearest ``validation_steps`` steps."""
+    return math.ceil(max_steps / steps_per_epoch), max(1, round(validation_steps / steps_per_epoch))
 
 
 def split_rows(count: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +213,12 @@ class SyntheticDetector(Detector):
         stopping = EarlyStopping(config.patience, config.min_delta, config.smoothing)
         best_state, step = None, 0
         bf16 = config.use_bf16()
-        max_steps = config.epochs * train.num_batches(config.batch_size)
+        steps_per_epoch = train.num_batches(config.batch_size)
+        default_epochs, default_val_every = epoch_schedule(steps_per_epoch)
+        epochs, val_every = config.epochs or default_epochs, config.val_every or default_val_every
+        max_steps = epochs * steps_per_epoch
         with tqdm(total=max_steps, desc=self.name, mininterval=2) as bar:
-            for epoch in range(config.epochs):
+            for epoch in range(epochs):
                 self._train_mode(True)
                 for batch in train.batches(config.batch_size, rng):
                     features = cache.batch(batch.normal, batch.anomalous)
@@ -218,8 +233,8 @@ class SyntheticDetector(Detector):
                     step += 1
                     bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
                     bar.update()
-                last = epoch + 1 == config.epochs
-                if len(held) and ((epoch + 1) % config.val_every == 0 or last):
+                last = epoch + 1 == epochs
+                if len(held) and ((epoch + 1) % val_every == 0 or last):
                     self._train_mode(False)
                     score = validate_cached(self, held_features, held_masks)
                     if stopping.update(step, score):

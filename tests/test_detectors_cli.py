@@ -80,6 +80,7 @@ def test_bench_writes_results_models_and_overlays(tiny, tmp_path, capsys):
     status, stdout, err = run(["bench", "--data", tiny, "--category", "tiles", "--size", SIZE,
                                "--detectors", "patchcore,simplenet", "--anomalies", shards,
                                "--set", "simplenet.max_steps=5", "--set", "simplenet.hidden=32",
+                               "--set", "simplenet.val_every=0",
                                "--overlays", 2, "--out", out], capsys)
     assert status == 0, err
     assert "| patchcore |" in stdout and "| simplenet |" in stdout

@@ -73,7 +73,7 @@ def test_patchcore_paper_reweighting_keeps_the_ranking(brick):
 
 def test_simplenet_finds_pasted_square_and_round_trips(brick, tmp_path):
     # Small settings so the test takes seconds; the defaults are documented in docs/detectors.md.
-    detector = create_detector("simplenet", max_steps=150)  # a few seconds; the default is 600 steps
+    detector = create_detector("simplenet", max_steps=150)  # a few seconds; the default cap is 4000 steps
     scores, maps = _separates(detector, brick, 0.9)
     detector.save(tmp_path / "model")
     loaded_scores, loaded_maps = load_detector(tmp_path / "model").score(brick[1])
@@ -83,7 +83,7 @@ def test_simplenet_finds_pasted_square_and_round_trips(brick, tmp_path):
 def test_simplenet_trains_on_synthetic_anomalies(brick):
     train, test, masks, labels = brick
     anomalies = [(test[i], masks[i]) for i in range(2)]
-    detector = create_detector("simplenet", hidden=64, max_steps=3, batch_size=4)
+    detector = create_detector("simplenet", hidden=64, max_steps=3, batch_size=4, val_every=0)
     detector.fit(TrainingSet(train.normal, anomalies, anomaly_fraction=0.5))
     assert detector.fitted and detector.score(test[:1])[0].shape == (1,)
 

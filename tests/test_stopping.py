@@ -112,3 +112,15 @@ def test_validation_on_cached_features_matches_validation_on_images(name, settin
     cached = validate_cached(detector, features, masks)
     assert 0.0 <= cached <= 1.0
     assert cached == pytest.approx(validate_held_out(detector, data, held, sources), abs=0.02)  # float16 cache
+
+
+def test_default_schedule_is_a_step_cap_with_plateau_stopping_whatever_the_category_size():
+    from detectors.synthetic import DEFAULT_MAX_STEPS, epoch_schedule
+
+    for steps_per_epoch in (5, 27, 113):  # 40, 209 and 900 normal images at 8 per step
+        epochs, val_every = epoch_schedule(steps_per_epoch)
+        assert DEFAULT_MAX_STEPS <= epochs * steps_per_epoch < DEFAULT_MAX_STEPS + steps_per_epoch
+        assert val_every == 1 or abs(val_every * steps_per_epoch - 50) <= steps_per_epoch / 2  # every ~50 steps
+    for name in ("realnet", "prn", "simplenet"):
+        assert create_detector(name).config.patience > 0  # trains to its plateau by default
+        assert create_detector(name, paper=True).config.patience == 0  # the papers' fixed schedules
