@@ -11,7 +11,7 @@ from typing import Any
 from synth.data.layouts import detect_layout
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
-from synth.masks import RULES
+from synth.masks import check_rule
 from synth.plan import GenerationPlan
 from synth.provenance import path_roles, portable_command
 from synth.shards import read_manifest
@@ -53,9 +53,10 @@ def load_recipe(path: Path) -> Recipe:
         raise SynthError(f"recipe {path} lists no [categories.NAME] tables")
     layout = head.get("layout")
     for name, table in categories.items():
-        if table.get("foreground") not in (None, *RULES):
-            raise SynthError(f"recipe {path}: category {name} has unknown foreground rule {table['foreground']!r}; "
-                             f"choose from {', '.join(RULES)}")
+        try:
+            check_rule(table.get("foreground"))
+        except SynthError as error:
+            raise SynthError(f"recipe {path}: category {name}: {error}") from None
     return Recipe(
         name=head.get("name", Path(path).stem), layout=None if layout == "builtin" else layout,
         data=Path(head["data"]) if head.get("data") else None, size=int(head.get("size", 256)),

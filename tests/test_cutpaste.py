@@ -72,3 +72,12 @@ def test_registry():
     assert set(NAMES) <= set(available_generators())
     with pytest.raises(SynthError, match="unknown generator"):
         create_generator("nope")
+
+
+def test_scar_pixels_are_the_pasted_patch_without_a_dark_rim():
+    flat = np.full((64, 64, 3), 200, np.uint8)  # a constant patch stays constant under colour jitter
+    generator = create_generator("cutpaste-scar")
+    for index in range(20):
+        sample = generator.generate(flat, per_sample_rng(0, index))
+        inside = sample.image[sample.mask > 0]
+        assert len(np.unique(inside, axis=0)) == 1, index

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from synth.errors import SynthError
-from synth.masks import anomaly_mask, default_rule, foreground_mask, perlin_mask, perlin_noise
+from synth.masks import anomaly_mask, default_rule, foreground_mask, parse_rule, perlin_mask, perlin_noise
+from synth.masks.foreground import REALNET_RULES
 
 
 def test_perlin_noise_range_and_shape():
@@ -47,9 +48,28 @@ def test_default_rules_follow_realnet():
     assert default_rule("pill") == "otsu"
     assert default_rule("hazelnut") == "triangle"
     assert default_rule("cable") == "none"
-    assert default_rule("metal_plate") == "auto"
+    assert default_rule("metal_plate") == "otsu-inv,open=0"  # MPDD: grey OTSU, dark side, closing only
+    assert default_rule("pcb1") == "triangle,channel=blue,close=8,open=3"
+    assert default_rule("02") == "none" and default_rule("my_part") == "auto"
+    assert all(parse_rule(rule) for rule in REALNET_RULES.values())
     with pytest.raises(SynthError, match="unknown foreground rule"):
         foreground_mask(bright_disc(), "magic")
+    for bad in ("otsu,channel=purple", "otsu,close=-1", "otsu,size=3"):
+        with pytest.raises(SynthError, match="bad option"):
+            parse_rule(bad)
+
+
+def test_channel_and_morphology_options():
+    image = bright_disc()
+    image[image[..., 0] == 220] = (0, 0, 255)  # a blue disc on a red background
+    image[image[..., 0] == 20] = (255, 0, 0)
+    disc = foreground_mask(bright_disc(), "otsu")
+    assert (foreground_mask(image, "otsu,channel=blue") == disc).all()
+    assert (foreground_mask(image, "otsu,channel=red") == 255 - disc).all()
+    lined = bright_disc()
+    lined[8:10, 4:60] = 220  # a 2-pixel line: an opening of 6 removes it, closing alone keeps it
+    assert foreground_mask(lined, "otsu")[4:14, 10:50].max() == 0
+    assert (foreground_mask(lined, "otsu,open=0")[4:14, 10:50].max(axis=0) == 255).all()  # in every column
 
 
 def test_anomaly_mask_nonempty_inside_foreground():

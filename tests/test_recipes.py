@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synth.errors import SynthError
-from synth.masks.foreground import RULES
+from synth.masks.foreground import REALNET_RULES, check_rule
 from synth.recipes import load_recipe, select
 from tests.conftest import run_cli
 
@@ -21,7 +21,7 @@ def test_sia_recipes_cover_realnets_36_categories(name, count):
     assert len(recipe.categories) == count
     assert recipe.size == 256 and recipe.num_samples == 10000 and recipe.strength == (0.1, 0.2)
     assert recipe.sampling_steps == 20
-    assert all(c.foreground in RULES for c in recipe.categories)
+    assert all(check_rule(c.foreground) == REALNET_RULES.get(c.name, c.foreground) for c in recipe.categories)
 
 
 def test_select_and_errors(tmp_path):

@@ -9,7 +9,8 @@ import click
 
 from synth.data import DEFAULT_CATEGORY
 from synth.generators import GeneratorSettings
-from synth.masks import RULES
+from synth.errors import SynthError
+from synth.masks import RULES, check_rule
 from synth.strength import parse_strength
 
 DEFAULT_GENERATOR = "sdas"
@@ -47,10 +48,19 @@ data_options = _compose(
     click.option("--size", type=int, default=256, show_default=True, help="Image side in pixels."),
 )
 
+def _foreground_rule(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    try:
+        return check_rule(value)
+    except SynthError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 generator_options = _compose(
     click.option("--generator", "-g", default=DEFAULT_GENERATOR, show_default=True, help="Generator name."),
     click.option("--s", "strength", default=None, help="SDAS strength: a value (0.15) or a range (0.1:0.2)."),
-    click.option("--foreground", type=click.Choice(RULES), default=None, help="Foreground rule."),
+    click.option("--foreground", default=None, callback=_foreground_rule,
+                 help=f"Foreground rule: {', '.join(RULES)}, optionally followed by ,channel=red|green|blue "
+                      ",close=K ,open=K (default: the category's RealNet rule, else auto)."),
     click.option("--textures", type=click.Path(path_type=Path), default=None, help="Texture root (DTD layout or a folder of images)."),
     click.option("--texture-classes", default=None, help="Comma-separated texture classes to use."),
     click.option("--exclude-texture-classes", default=None, help="Comma-separated texture classes to leave out."),

@@ -46,6 +46,11 @@ def gamma_contrast(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     return out, "gamma_contrast(" + ",".join(f"{g:.3f}" for g in gammas) + ")"
 
 
+def to_levels(values: np.ndarray) -> np.ndarray:
+    """Values rounded and clipped to the uint8 range (kept as float32 for the next step)."""
+    return np.clip(np.floor(values + 0.5), 0, 255)
+
+
 def brightness(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """iaa.MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30)): in a colour space drawn from
     imgaug's six, scale and shift the brightness channel, in random order."""
@@ -54,9 +59,10 @@ def brightness(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     add_first = bool(rng.random() < 0.5)
     forward, backward, channel = BRIGHTNESS_SPACES[space]
     levels = np.arange(256, dtype=np.float32)
-    levels = (levels + add) * mul if add_first else levels * mul + add
+    # imgaug's Multiply and Add each return uint8: the brightness is rounded and clipped after each step
+    levels = to_levels(to_levels(levels + add) * mul) if add_first else to_levels(to_levels(levels * mul) + add)
     converted = cv2.cvtColor(image, forward)
-    converted[..., channel] = cv2.LUT(converted[..., channel], np.clip(levels + 0.5, 0, 255).astype(np.uint8))
+    converted[..., channel] = cv2.LUT(converted[..., channel], levels.astype(np.uint8))
     order = "add,mul" if add_first else "mul,add"
     return cv2.cvtColor(converted, backward), f"brightness({space},{mul:.3f},{add:.1f},{order})"
 

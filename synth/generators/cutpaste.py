@@ -85,7 +85,8 @@ def cutpaste_scar(image: np.ndarray, rng: np.random.Generator) -> Sample:
     bw, bh = int(math.ceil(ph * sin + pw * cos)), int(math.ceil(ph * cos + pw * sin))
     rotation[0, 2] += bw / 2 - pw / 2
     rotation[1, 2] += bh / 2 - ph / 2
-    rotated = cv2.warpAffine(patch, rotation, (bw, bh), flags=cv2.INTER_LINEAR)
+    # nearest neighbour, as the references' PIL rotation: bilinear would darken the scar's rim with the border
+    rotated = cv2.warpAffine(patch, rotation, (bw, bh), flags=cv2.INTER_NEAREST)
     shape = cv2.warpAffine(np.full((ph, pw), 255, np.uint8), rotation, (bw, bh), flags=cv2.INTER_NEAREST)
     out, mask, top, left = _paste(image, rotated, shape, rng)
     params = {"variant": "scar", "patch_height": ph, "patch_width": pw, "rotation": angle,

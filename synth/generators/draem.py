@@ -3,7 +3,7 @@
 Follows the reference ``data_loader.py``: the texture (resized to the image size) gets 3 of the ten
 augmentations (``synth.generators.augment``), the mask is Perlin noise thresholded at 0.5, and
 ``out = I·(1−M) + (1−β)·T·M + β·I·M`` with β = 0.8·U(0, 1). Departures, all for a dataset writer
-(see docs/generators.md): no 50 % "no anomaly" branch (use ``--generator mix --mix normal=..,draem=..``),
+(see docs/generators/draem.md): no 50 % "no anomaly" branch (use ``--generator mix --mix normal=..,draem=..``),
 the mask is redrawn until non-empty, the normal image's ±90° rotation (DRAEM: probability 0.3) is
 off unless ``-o rotate_normal=true``, and ``--foreground RULE`` may restrict the mask (DRAEM does not:
 no restriction by default).
@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 
 from synth.data.textures import TextureSource, open_textures
-from synth.errors import SynthError
 from synth.generators.augment import NUM_OPS, random_augment, rotate
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
-from synth.masks import RULES, anomaly_mask, foreground_mask
+from synth.masks import anomaly_mask, check_rule, foreground_mask
 
 DRAEM_BETA = (0.0, 0.8)
 NORMAL_ROTATION_PROBABILITY = 0.3  # DRAEM: torch.rand(1) > 0.7
@@ -31,13 +30,6 @@ def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, beta: float) 
     """``image`` outside ``mask``; ``(1 − beta)·source + beta·image`` inside (rounded to uint8)."""
     mixed = cv2.addWeighted(source, 1.0 - beta, image, beta, 0.0)
     return cv2.copyTo(mixed, mask, image.copy())
-
-
-def check_rule(rule: str | None) -> str | None:
-    """A foreground rule name, validated; None stays None (no restriction)."""
-    if rule is not None and rule not in RULES:
-        raise SynthError(f"unknown foreground rule {rule!r}; choose from {', '.join(RULES)}")
-    return rule
 
 
 def region(normal: np.ndarray, rule: str | None, rng: np.random.Generator) -> np.ndarray:

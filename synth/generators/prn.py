@@ -5,8 +5,8 @@
 * ``prn-hoa`` (homogeneous): the normal image itself, augmented with 3 of DRAEM's ops and shuffled
   as a grid of tiles (8 x 8 by default), pasted through a Perlin ∩ foreground mask with the same β.
 
-The foreground rule is ``--foreground`` or the category's default (RealNet's rules for MVTec AD,
-``auto`` elsewhere). Every choice beyond the paper is listed in docs/generators.md.
+The foreground rule is ``--foreground`` or the category's default (RealNet's rules for its classes,
+``auto`` elsewhere). Every choice beyond the paper is listed in docs/generators/prn.md.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 from synth.errors import SynthError
 from synth.generators.augment import NUM_OPS, random_augment
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
-from synth.generators.draem import TextureAnomaly, blend, check_rule, region, settings_textures
-from synth.masks import default_rule
+from synth.generators.draem import TextureAnomaly, blend, region, settings_textures
+from synth.masks import check_rule, default_rule
 
 PRN_BETA = (0.2, 0.8)
 GRID = 8

@@ -1,7 +1,8 @@
 """Masks: Perlin noise masks, foreground masks and their intersection."""
 
 from synth.masks.anomaly import anomaly_mask
-from synth.masks.foreground import RULES, default_rule, foreground_mask
+from synth.masks.foreground import RULES, check_rule, default_rule, foreground_mask, parse_rule
 from synth.masks.perlin import perlin_mask, perlin_noise
 
-__all__ = ["RULES", "anomaly_mask", "default_rule", "foreground_mask", "perlin_mask", "perlin_noise"]
+__all__ = ["RULES", "anomaly_mask", "check_rule", "default_rule", "foreground_mask", "parse_rule", "perlin_mask",
+           "perlin_noise"]
