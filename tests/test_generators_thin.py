@@ -44,6 +44,20 @@ def test_non_square_sample_changes_only_inside_its_mask(make):
         assert set(sample.params) == set(generator.columns)
 
 
+@pytest.mark.parametrize("height, width", [(32, 32), (32, 64), (64, 32)])
+def test_small_images_still_get_anomalies(height, width):
+    normal = texture(21, height, width)
+    donors = [texture(k, height, width) for k in range(3)]
+    for generator in (Nsa(donors, ["a", "b", "c"]), Strokes()):
+        for i in range(10):
+            assert generator.generate(normal, per_sample_rng(0, i)).mask.any()
+
+
+def test_nsa_on_too_small_an_image_says_why():
+    with pytest.raises(SynthError, match="32 px"):
+        Nsa([texture(0, 16, 40)], ["a"]).generate(texture(1, 16, 40), per_sample_rng(0, 0))
+
+
 def test_strokes_mask_is_exactly_the_changed_pixels():
     normal = texture(11)
     for i in range(6):

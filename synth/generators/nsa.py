@@ -35,7 +35,7 @@ LABEL_TOLERANCE = 1.0  # grey levels of mean absolute change for a pixel to coun
 LABEL_MEDIAN = 5
 MIN_OBJECT, MIN_OVERLAP = 0.25, 0.25  # patch_ex defaults: foreground share of a patch, overlap with the target's
 PLACEMENT_TRIES = 200  # as the reference
-SAMPLE_TRIES = 20
+SAMPLE_TRIES = 100  # a tiny image (32 px) needs many: most of its patches are under MIN_CLONE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Nsa(Generator):
         dims = out.shape[:2]
         bounds = [(round(lo * side), round(hi * side)) for (lo, hi), side in zip(self.config.width_bounds, dims)]
         shape_k, scale_k, offset = HALF_WIDTH_GAMMA
-        half = [int(np.clip((offset + rng.gamma(shape_k, scale_k)) * side, lo, hi))
+        half = [max(int(np.clip((offset + rng.gamma(shape_k, scale_k)) * side, lo, hi)), 1)
                 for side, (lo, hi) in zip(dims, bounds)]
         for _ in range(PLACEMENT_TRIES):
             centre = [int(rng.integers(lo, max(side - lo, lo + 1))) for side, (lo, _) in zip(dims, bounds)]
@@ -206,7 +206,8 @@ class Nsa(Generator):
                 out = np.where(mask[..., None] > 0, out, normal)
                 params = {"donor": self.donor_ids[index], "num_patches": len(described), "patches": ";".join(described)}
                 return Sample(out, mask, params)
-        raise SynthError(f"nsa could not make a visible patch in {SAMPLE_TRIES} tries (image {height}x{width})")
+        raise SynthError(f"nsa could not make a visible patch in {SAMPLE_TRIES} tries on a {height}x{width} image "
+                         "(NSA's patches need about 32 px per side)")
 
     def describe(self) -> dict[str, Any]:
         return {"num_donors": len(self.donors), "clone": self.clone, "strength": self.strength,
