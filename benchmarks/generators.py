@@ -134,14 +134,15 @@ def generator_rows(args: argparse.Namespace, normals: list[np.ndarray]) -> tuple
     from synth.errors import SynthError
     from synth.generators import GeneratorSettings, available_generators, create_generator, per_sample_rng
 
-    settings = GeneratorSettings(category=args.category, size=args.size, textures=args.textures, mix=DEFAULT_MIX)
+    settings = GeneratorSettings(category=args.category, size=args.size, data=args.data, textures=args.textures,
+                                 mix=DEFAULT_MIX)
     textures = open_textures(settings.textures, (), (), args.size)
     started = time.process_time()
     for index in range(len(textures)):
         textures.image(index, args.size)
     decode_ms = (time.process_time() - started) * 1e3 / len(textures)
     rows, rates, made = [], {}, {}
-    for name in available_generators():
+    for name in args.generators or available_generators():
         try:
             generator = create_generator(name, settings)
         except SynthError as error:
@@ -206,6 +207,8 @@ def main() -> None:
     parser.add_argument("--textures", type=Path, default=None, help="texture root (default: built-in)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("-n", type=int, default=200, help="samples per round")
+    parser.add_argument("--generators", type=lambda text: text.split(","), default=None,
+                        help="comma-separated generators to time, nothing else (default: every part, every generator)")
     parser.add_argument("--imgaug-python", default="/tmp/imgaug-venv/bin/python")
     parser.add_argument("--reference-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,6 +225,9 @@ def main() -> None:
     normals = load_category(args.data, args.category, size=args.size).train_images[:32]
     print(f"## {args.size}x{args.size}, one core, {args.data or 'built-in'} {args.category}, "
           f"textures {args.textures or 'built-in'}\n")
+    if args.generators:
+        print(table(["generator", "samples/s"], generator_rows(args, normals)[0]))
+        return
     print(table(["Perlin", "ms"], perlin_rows(args.size, args.n)) + "\n")
     rows, rates, made = generator_rows(args, normals)
     print(table(["generator", "samples/s"], rows) + "\n")

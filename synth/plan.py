@@ -69,6 +69,7 @@ class GenerationPlan:
         self.command = tuple(shlex.split(self.command) if isinstance(self.command, str) else self.command)
         self.settings.category = self.category
         self.settings.size = self.size
+        self.settings.data, self.settings.layout = self.data, self.layout
 
     @property
     def num_shards(self) -> int:

@@ -46,7 +46,7 @@ def preview(generator: str, settings: GeneratorSettings, data: Path | None, cate
     """Make ``count`` samples exactly as `synth gen` would (same seed, same indices) and lay them out."""
     if count <= 0:
         raise SynthError(f"-n must be positive, got {count}")
-    settings.category, settings.size = category, size
+    settings.category, settings.size, settings.data, settings.layout = category, size, data, layout
     made = create_generator(generator, settings)
     rngs = [per_sample_rng(seed, i) for i in range(count)]
     if not made.uses_normal_image:  # raw SDAS: just the images, 8 to a row

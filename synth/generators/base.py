@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from synth.errors import SynthError
+from synth.strength import parse_range
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -31,6 +32,8 @@ class GeneratorSettings:
 
     category: str = ""
     size: int = 256
+    data: Path | None = None  # the category's data root (None: built-in), for generators that need its other images
+    layout: str | None = None
     foreground: str | None = None  # a foreground rule name, None = the category's default rule
     textures: Path | None = None
     texture_classes: tuple[str, ...] = ()
@@ -47,6 +50,17 @@ class GeneratorSettings:
         if str(value).lower() in TRUE_WORDS + FALSE_WORDS:
             return str(value).lower() in TRUE_WORDS
         raise SynthError(f"option {key} must be true or false, got {value!r}")
+
+    def number_range(self, key: str, default: tuple[float, float], upper: float | None = None) -> tuple[float, float]:
+        """A value-or-range generator option (``-o KEY=0.5`` or ``-o KEY=0.2:0.8``), 0 <= lo <= hi."""
+        return parse_range(self.extra[key], f"option {key}", upper) if key in self.extra else default
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        """A generator option that takes one of ``choices``."""
+        value = str(self.extra.get(key, default))
+        if value not in choices:
+            raise SynthError(f"option {key} must be one of {', '.join(choices)}, got {value!r}")
+        return value
 
 
 class Generator(ABC):
@@ -92,6 +106,8 @@ BUILTIN_MODULES: dict[str, str] = {
     "prn-hea": "synth.generators.prn",
     "prn-hoa": "synth.generators.prn",
     "normal": "synth.generators.normal",
+    "nsa": "synth.generators.nsa",
+    "strokes": "synth.generators.thin_strokes",
     "mix": "synth.generators.mix",
     "sdas": "synth.generators.sdas",
 }
