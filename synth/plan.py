@@ -13,6 +13,7 @@ import os
 import shlex
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,11 +25,13 @@ from synth import distributed
 from synth.data import Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
+from synth.locking import output_lock
+from synth.orphans import die_with_parent, parent_alive
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.provenance import data_role, path_roles, portable_command, portable_value
 from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
                           read_manifest, verify_dataset, write_card, write_json_atomic)
-from synth.shards.directory import prepare_directory
+from synth.shards.directory import prepare_directory, require_directory
 
 # Manifest fields that must match for --resume to continue a run.
 IDENTITY = ("format", "generator", "settings", "category", "data", "layout", "sources_sha256", "size",
@@ -149,6 +152,8 @@ def write_shards(plan: GenerationPlan, process_index: int = 0, num_processes: in
               desc=f"{plan.generator} {plan.category}" + (f" [{process_index}]" if num_processes > 1 else "")) as bar:
         for shard in todo:
             rows = generate_shard(plan, shard, generator, category)
+            if not parent_alive():  # `synth gen` was killed: its shards are no longer this worker's to write
+                os._exit(1)
             writer.write(shard, rows)
             bar.update(len(rows))
 
@@ -163,16 +168,20 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
         raise SynthError(f"--num-processes must be positive, got {num_processes}")
     if distributed.launched():
         return _run_launched(plan, progress)
-    _start(plan)
-    if num_processes == 1:
-        write_shards(plan, 0, 1, progress)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
-            futures = [pool.submit(write_shards, plan, p, num_processes, progress) for p in range(num_processes)]
-            for future in futures:
-                future.result()
-    finalize(plan.out)
+    if plan.resume:
+        require_directory(plan.out)
+    with output_lock(plan.out):
+        _start(plan)
+        if num_processes == 1:
+            write_shards(plan, 0, 1, progress)
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(num_processes, mp_context=context, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
+                futures = [pool.submit(write_shards, plan, p, num_processes, progress) for p in range(num_processes)]
+                for future in futures:
+                    future.result()
+        finalize(plan.out)
     return plan.out
 
 
@@ -224,19 +233,23 @@ def _start(plan: GenerationPlan) -> None:
 def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
     """Every launched process writes its shards; process 0 prepares the directory and finishes it."""
     rank, size = distributed.world()
-    error = None
-    if rank == 0:
-        try:
-            _start(plan)
-        except SynthError as caught:
-            error = str(caught)
-    error = distributed.broadcast(error)
-    if error is not None:
-        raise SynthError(error)
-    write_shards(plan, rank, size, progress)
-    distributed.barrier()
-    if rank == 0:
-        finalize(plan.out)
+    with ExitStack() as held:
+        error = None
+        if rank == 0:
+            try:
+                if plan.resume:
+                    require_directory(plan.out)
+                held.enter_context(output_lock(plan.out))
+                _start(plan)
+            except SynthError as caught:
+                error = str(caught)
+        error = distributed.broadcast(error)
+        if error is not None:
+            raise SynthError(error)
+        write_shards(plan, rank, size, progress)
+        distributed.barrier()
+        if rank == 0:
+            finalize(plan.out)
     return plan.out
 
 
