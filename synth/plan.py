@@ -211,13 +211,32 @@ class _ReadKeys(dict):
         return super().__contains__(key)
 
 
+# Settings given on the command line that only some generators read, and how the user names them.
+TRACKED_SETTINGS = {"strength": "--s", "mix": "--mix"}
+
+
+class _TrackedSettings(GeneratorSettings):
+    """Generator settings that record which of ``TRACKED_SETTINGS`` a generator reads."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in TRACKED_SETTINGS:
+            object.__getattribute__(self, "read").add(name)
+        return object.__getattribute__(self, name)
+
+
 def checked_generator(name: str, settings: GeneratorSettings) -> Generator:
-    """The generator ``name``; an option it does not use (``-o KEY=..``, an SDAS option) is an error."""
-    tracked = replace(settings, extra=_ReadKeys(settings.extra))
+    """The generator ``name``; an option it does not use (``-o KEY=..``, an SDAS option, ``--s``,
+    ``--mix``) is an error rather than a value recorded in the manifest as if it had been used."""
+    tracked = _TrackedSettings(**{**vars(settings), "extra": _ReadKeys(settings.extra)})
+    object.__setattr__(tracked, "read", set())
     generator = create_generator(name, tracked)
     unused = sorted(set(tracked.extra) - tracked.extra.read)
     if unused:
         raise SynthError(f"generator {name} has no option {', '.join(unused)} (given with -o or an SDAS option)")
+    ignored = [flag for field_name, flag in TRACKED_SETTINGS.items()
+               if getattr(settings, field_name) and field_name not in tracked.read]
+    if ignored:
+        raise SynthError(f"generator {name} does not use {', '.join(ignored)}; leave it out")
     return generator
 
 

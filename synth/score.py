@@ -18,6 +18,7 @@ colour casts.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +35,11 @@ from synth.data import load_category
 from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
-from synth.shards import completed_shards, read_manifest
+from synth.hub import is_hub_id
+from synth.locking import create_directory
+from synth.shards import completed_shards, read_manifest, verify_dataset
+
+log = logging.getLogger("synth")
 
 COLOUR_MARGIN = 3.0  # grey levels added on both sides of the real images' range of mean colours
 FEATURE_SIZE = 224  # images are resized to this side before the backbone (as KID resizes for Inception)
@@ -230,7 +235,7 @@ def score_model(model: str | Path, category: str | None, data: Path | None, layo
     from synth.diffusion.precision import fast_bf16
     from synth.provenance import model_provenance
 
-    if not Path(model).exists() and str(model).count("/") != 1:  # a category name: its local or bundled model
+    if not Path(model).exists() and not is_hub_id(model) and "/" not in str(model):  # a category: its model
         category = category or str(model)
         directory = find_model(category)
     else:
@@ -256,6 +261,10 @@ def score_dataset(directory: Path, category: str | None, data: Path | None, layo
                   count: int) -> dict[str, Any]:
     """The realism report of the first ``count`` images of a synth dataset."""
     manifest = read_manifest(directory) or {}
+    if manifest:
+        verify_dataset(directory, manifest)  # a truncated or foreign shard is one line, not a traceback
+    if category and manifest.get("category") not in (None, category):
+        log.warning("scoring a %s dataset against the normal images of %s", manifest["category"], category)
     category = category or manifest.get("category")
     if not category:
         raise SynthError(f"{directory} names no category; pass --category")
@@ -298,11 +307,10 @@ def is_dataset(path: Path) -> bool:
 def check_report_dir(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
     """The report's two paths in ``out``; SynthError if ``out`` is a file or holds a score (without ``overwrite``)."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"--out {out} exists and is not a directory")
     paths = out / "score.json", out / "score.md"
     if not overwrite and any(p.exists() for p in paths):
         raise SynthError(f"{out} already holds a score; use --overwrite to replace it")
+    create_directory(out)  # now, so that an unwritable --out is refused before the work
     return paths
 
 
@@ -311,7 +319,6 @@ def write_report(report: dict[str, Any], out: Path, overwrite: bool = False) -> 
     import json
 
     paths = check_report_dir(out, overwrite)
-    Path(out).mkdir(parents=True, exist_ok=True)
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     paths[1].write_text(report_markdown(report))
     return paths
