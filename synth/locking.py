@@ -38,6 +38,11 @@ def read_holder(directory: Path) -> str:
         return "another process"
 
 
+def entries(directory: Path) -> list[Path]:
+    """The entries of ``directory`` other than its lock file."""
+    return [path for path in Path(directory).iterdir() if path.name != LOCK_NAME]
+
+
 def create_directory(directory: Path) -> bool:
     """Create ``directory`` (and its parents); True when it did not exist before."""
     if directory.is_dir():

@@ -33,7 +33,7 @@ from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.distributed import world
 from synth.errors import SynthError
-from synth.locking import output_lock
+from synth.locking import entries, output_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -134,7 +134,7 @@ def check_output(out: Path, config: ModelConfig, resume: bool, overwrite: bool) 
         return
     if not out.is_dir():
         raise SynthError(f"--out {out} exists and is not a directory")
-    if not any(out.iterdir()):
+    if not entries(out):
         return
     if not (out / CONFIG_NAME).is_file():  # --overwrite replaces only what synth wrote
         raise SynthError(f"--out {out} is not empty and holds no synth model; choose a new or empty directory")

@@ -15,7 +15,6 @@ Images and masks are the dataset's PNG bytes, written unchanged: pixel for pixel
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ import pyarrow.parquet as pq
 
 from synth.data import BUILTIN_CATEGORIES, load_category
 from synth.errors import SynthError
-from synth.locking import LOCK_NAME, output_lock
+from synth.locking import entries, output_lock
+from synth.names import safe_name
 from synth.shards.card import read_manifest, verify_dataset
 from synth.shards.writer import encode_png
 
@@ -74,9 +74,7 @@ def is_empty_mask(cell: dict[str, Any] | None) -> bool:
 
 def folder_name(name: str) -> str:
     """``name`` (a category or generator read from the dataset) as one safe folder name."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
-        raise SynthError(f"{name!r} cannot be a folder name in the export")
-    return name
+    return safe_name(name, "category or generator")
 
 
 class Layout:
@@ -132,7 +130,7 @@ def export_normals(layout: Layout, data: Path | None, category: str, size: int, 
 
 def check_new_or_empty(out: Path) -> None:
     """Raise unless ``out`` does not exist or is an empty folder (a writer's lock file aside)."""
-    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
+    if out.exists() and (not out.is_dir() or entries(out)):
         raise SynthError(f"export folder {out} exists and is not empty; choose a new --out")
 
 
