@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.data import Category
-from synth.data.images import resize
+from synth.data.images import decode_bytes, resize
 from synth.errors import SynthError
 from synth.hub import is_hub_id
 
@@ -127,7 +127,7 @@ def _read_table(source: str | Path) -> pa.Table:
 
 def _decode(cell: dict | None, flag: int, source: str | Path, size: int) -> np.ndarray:
     data = (cell or {}).get("bytes")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
+    image = decode_bytes(data, flag) if data else None
     if image is None:
         raise SynthError(f"an undecodable image or mask in {source}")
     if flag == cv2.IMREAD_GRAYSCALE:

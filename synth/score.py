@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from synth.backbones import create_backbone
 from synth.data import load_category
+from synth.data.images import decode_bytes
 from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
@@ -200,8 +201,10 @@ def dataset_images(directory: Path, limit: int) -> tuple[np.ndarray, dict[str, A
     for shard in shards:
         table = pq.read_table(shard, columns=[c for c in ("image", "s") if c in pq.read_schema(shard).names])
         for row in table.to_pylist():
-            buffer = np.frombuffer(row["image"]["bytes"], np.uint8)
-            images.append(cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            image = decode_bytes(row["image"]["bytes"], cv2.IMREAD_COLOR)
+            if image is None:
+                raise SynthError(f"an undecodable image in {shard}")
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             strengths.append(row.get("s"))
             if len(images) == limit:
                 break

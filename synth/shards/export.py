@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import pyarrow.parquet as pq
 
 from synth.data import BUILTIN_CATEGORIES, load_category
+from synth.data.images import decode_bytes
 from synth.errors import SynthError
 from synth.locking import entries, output_lock
 from synth.names import safe_name
@@ -68,7 +68,7 @@ def is_empty_mask(cell: dict[str, Any] | None) -> bool:
     """Whether a mask cell holds a mask with no anomalous pixel (None, a raw SDAS image, is not empty)."""
     if cell is None:
         return False
-    mask = cv2.imdecode(np.frombuffer(cell["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    mask = decode_bytes(cell["bytes"], cv2.IMREAD_GRAYSCALE)
     return mask is not None and not mask.any()
 
 
