@@ -37,7 +37,6 @@ from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
 from synth.hub import is_hub_id
-from synth.locking import create_directory
 from synth.shards import completed_shards, read_manifest, verify_dataset
 
 log = logging.getLogger("synth")
@@ -310,10 +309,11 @@ def is_dataset(path: Path) -> bool:
 def check_report_dir(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
     """The report's two paths in ``out``; SynthError if ``out`` is a file or holds a score (without ``overwrite``)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"--out {out} exists and is not a directory")
     paths = out / "score.json", out / "score.md"
     if not overwrite and any(p.exists() for p in paths):
         raise SynthError(f"{out} already holds a score; use --overwrite to replace it")
-    create_directory(out)  # now, so that an unwritable --out is refused before the work
     return paths
 
 
@@ -322,6 +322,7 @@ def write_report(report: dict[str, Any], out: Path, overwrite: bool = False) -> 
     import json
 
     paths = check_report_dir(out, overwrite)
+    Path(out).mkdir(parents=True, exist_ok=True)
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     paths[1].write_text(report_markdown(report))
     return paths
