@@ -13,8 +13,8 @@ import os
 import shlex
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,9 +25,9 @@ from synth import distributed
 from synth.data import Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
+from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.locking import output_lock
 from synth.orphans import die_with_parent, parent_alive
-from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.provenance import data_role, path_roles, portable_command, portable_value
 from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
                           read_manifest, verify_dataset, write_card, write_json_atomic)
@@ -168,9 +168,7 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
         raise SynthError(f"--num-processes must be positive, got {num_processes}")
     if distributed.launched():
         return _run_launched(plan, progress)
-    if plan.resume:
-        require_directory(plan.out)
-    with output_lock(plan.out):
+    with locked_output(plan):
         _start(plan)
         if num_processes == 1:
             write_shards(plan, 0, 1, progress)
@@ -183,6 +181,13 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
                     future.result()
         finalize(plan.out)
     return plan.out
+
+
+def locked_output(plan: GenerationPlan) -> AbstractContextManager:
+    """The writer lock of the plan's output directory (which a --resume needs to exist already)."""
+    if plan.resume:
+        require_directory(plan.out)
+    return output_lock(plan.out)
 
 
 def load_source(plan: GenerationPlan, generator: Generator) -> Category:
@@ -256,9 +261,7 @@ def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
         error = None
         if rank == 0:
             try:
-                if plan.resume:
-                    require_directory(plan.out)
-                held.enter_context(output_lock(plan.out))
+                held.enter_context(locked_output(plan))
                 _start(plan)
             except SynthError as caught:
                 error = str(caught)

@@ -274,8 +274,11 @@ def detectors(args: list, capsys) -> tuple[int, str]:
 
 
 def damaged(dataset: Path, how: str) -> Path:
+    data = dataset / "data"
     if how == "missing shard":
-        (dataset / "data" / "train-00001-of-00002.parquet").unlink()
+        (data / "train-00001-of-00002.parquet").unlink()
+    elif how == "foreign shard":  # counted as written, it once made "incomplete (3 of 2 shards written)"
+        shutil.copy(data / "train-00000-of-00002.parquet", data / "train-00000-of-00001.parquet")
     else:
         (dataset / "manifest.json").write_text("{not json")
     return dataset
@@ -286,6 +289,7 @@ def damaged(dataset: Path, how: str) -> Path:
     (["--anomalies", "./missing/set"], "anomaly dataset ./missing/set does not exist"),
     (["--anomalies", "{missing shard}"], "is damaged: 1 of its 2 shards are missing"),
     (["--anomalies", "{malformed manifest}"], "manifest.json is unreadable or not synth's"),
+    (["--anomalies", "{foreign shard}"], "is not a shard of this dataset"),
 ])
 def test_detectors_bad_input_is_one_line_before_the_fit(mvtec_tree, dataset, tmp_path, capsys, monkeypatch, args,
                                                          message):
