@@ -27,6 +27,7 @@ from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
 from synth.locking import output_lock
+from synth.names import safe_name
 from synth.orphans import die_with_parent, parent_alive
 from synth.provenance import data_role, path_roles, portable_command, portable_value
 from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
@@ -105,8 +106,9 @@ class GenerationPlan:
 
 
 def default_output_dir(category: str, generator: str) -> Path:
-    """The output directory used when none is given: named after category and generator."""
-    return Path(f"{category}-{generator}")
+    """The output directory used when none is given: named after category and generator (a category
+    such as ``../x`` would lead out of the working directory and is refused)."""
+    return Path(f"{safe_name(category, 'category')}-{generator}")
 
 
 def _batches(indices: range, size: int) -> Iterator[range]:
