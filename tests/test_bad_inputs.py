@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -378,3 +379,27 @@ def test_concurrent_overwrites_never_mix_two_datasets(dataset, tmp_path):
         first.communicate()
     assert json.loads((dataset / "manifest.json").read_text())["seed"] == 2
     assert row_seeds(dataset) == {2}
+
+
+def flipped(data: bytes, at: int) -> bytes:
+    """``data`` with the byte at ``at`` inverted (inside a PNG's image data: libpng reports it on stderr)."""
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def test_an_undecodable_png_is_one_line_without_opencv_or_libpng_noise(tmp_path, capfd):
+    from detectors.data import read_anomalies
+    from synth.errors import SynthError
+    from synth.plan import GenerationPlan, run_plan
+
+    dataset = run_plan(GenerationPlan(generator="cutpaste", category="brick", size=32, shard_size=4, num_samples=8,
+                                      out=tmp_path / "set"), progress=False)
+    shard = dataset / "data" / "train-00000-of-00002.parquet"
+    table = pq.read_table(shard)
+    broken = [{"bytes": flipped(cell["bytes"], len(cell["bytes"]) // 2), "path": None}
+              for cell in table.column("image").to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("image"), "image",
+                                    pa.array(broken, table.schema.field("image").type)), shard)
+    capfd.readouterr()
+    with pytest.raises(SynthError, match="an undecodable image or mask"):
+        read_anomalies(dataset, 32)
+    assert capfd.readouterr().err == ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -65,13 +67,17 @@ def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) ->
 
 @contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own warnings (e.g. one per truncated PNG): synth reports unreadable files itself."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    """Silence what OpenCV and libpng print on the process's stderr while decoding (e.g. "libpng error:
+    bad adaptive filter value" for a damaged PNG): synth reports an unreadable image itself, in one line."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def decode_bytes(data: bytes | np.ndarray, flag: int) -> np.ndarray | None:
