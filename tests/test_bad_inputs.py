@@ -115,7 +115,7 @@ def test_synth_bad_input_is_one_line_and_writes_nothing(dataset, tmp_path, capsy
     before = files_under(dataset)
     status, _, err = run_cli(words, capsys)
     assert one_line_error(status, err, message), err
-    assert not (work / "o").exists() and not (tmp_path / ".." / "evil").exists()
+    assert not (work / "o").exists()
     assert files_under(dataset) == before
 
 
@@ -203,12 +203,12 @@ def test_fully_transparent_images_are_warned_about(tmp_path, capsys, caplog):
 
 
 def test_recipe_name_stays_inside_the_output_root(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "a/b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a/b")
     path = recipe(tmp_path, BRICK.format(extra='name = "../../evil"', category="brick"))
     status, _, err = run_cli(["run", path], capsys)
     assert one_line_error(status, err, "cannot be a folder name"), err
-    assert sorted(p.name for p in tmp_path.parent.iterdir() if p.name == "evil") == []
+    assert not (tmp_path / "evil").exists()
 
 
 # --- permissions: run as a user the permission bits bind (root bypasses them) -----------------------------------
