@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -171,7 +172,7 @@ def make_config(detector_class: type[Detector], settings: dict[str, Any], paper:
 
 def typed_settings(detector_class: type[Detector], settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` converted to the types of the config's fields (lists to tuples, ints to floats) by
-    pydantic; a value that does not fit (``coreset_ratio=abc``) is an error."""
+    pydantic; a value that does not fit (``coreset_ratio=abc``, ``lr=nan``) is an error."""
     from pydantic import TypeAdapter, ValidationError
 
     try:
@@ -180,7 +181,11 @@ def typed_settings(detector_class: type[Detector], settings: dict[str, Any]) -> 
         problem = error.errors()[0]
         key = str(problem["loc"][0])
         raise SynthError(f"{detector_class.name} setting {key}={settings.get(key)!r}: {problem['msg']}") from None
-    return {key: getattr(config, key) for key in settings}
+    typed = {key: getattr(config, key) for key in settings}
+    for key, value in typed.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SynthError(f"{detector_class.name} setting {key}={settings[key]!r}: not a finite number")
+    return typed
 
 
 def create_detector(name: str, paper: bool = False, **settings: Any) -> Detector:

@@ -44,6 +44,10 @@ class TestSet:
     def from_category(cls, category: Category, size: int) -> "TestSet":
         if not category.test:
             raise SynthError(f"category {category.name!r} has no test images")
+        unmasked = next((item for item in category.test if item.label and item.mask_path is None), None)
+        if unmasked is not None:
+            raise SynthError(f"the defective test image {unmasked.path} has no ground-truth mask "
+                             f"(look for the ground_truth/{unmasked.defect} folder of category {category.name})")
         loaded = [item.load(size) for item in category.test]
         return cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
                    np.array([item.label for item in category.test]), [item.defect for item in category.test])

@@ -19,7 +19,7 @@ from synth.data import Category, load_category
 from synth.cli import run_command_line
 from synth.errors import SynthError
 from synth.provenance import portable_value
-from synth.shards import completed_shards, read_manifest
+from synth.shards import MANIFEST, read_manifest, verify_dataset
 
 DEFAULT_ANOMALY_FRACTION = 0.25
 log = logging.getLogger("detectors")
@@ -72,18 +72,34 @@ def common_settings(backbone: str | None, weights: Path | None) -> dict[str, Any
     return {**settings, "backbone_weights": str(weights)} if weights else settings
 
 
-def warn_incomplete(anomalies: Sequence[str]) -> None:
-    """One warning line per local synth dataset that is not complete (a killed or running `synth gen`)."""
+def check_anomaly_sources(anomalies: Sequence[str], category: str, size: int) -> None:
+    """Refuse a damaged local synth dataset (a foreign or unreadable manifest, a damaged shard, a shard
+    missing from a complete set); one warning line for an incomplete one or one of another category or size."""
     for source in anomalies:
-        manifest = read_manifest(Path(source)) if Path(source).is_dir() else None
-        if manifest is not None and not manifest.get("complete"):
-            log.warning("%s is incomplete (%d of %s shards written): training on part of it; finish it with "
-                        "`synth gen ... --resume`", source, len(completed_shards(source)), manifest.get("num_shards", "?"))
+        path = Path(source)
+        if not path.is_dir():
+            continue
+        manifest = read_manifest(path)
+        if manifest is None:
+            if (path / MANIFEST).exists():
+                raise SynthError(f"{source}: {MANIFEST} is unreadable or not synth's; regenerate the dataset")
+            continue
+        shards = verify_dataset(path, manifest)
+        planned = manifest["num_shards"]
+        if manifest.get("complete") and len(shards) != planned:
+            raise SynthError(f"{source} is damaged: {planned - len(shards)} of its {planned} shards are missing")
+        if not manifest.get("complete"):
+            log.warning("%s is incomplete (%d of %d shards written): training on part of it; finish it with "
+                        "`synth gen ... --resume`", source, len(shards), planned)
+        if manifest.get("category") != category:
+            log.warning("%s holds anomalies made from %s, not %s", source, manifest.get("category"), category)
+        if manifest.get("size") != size:
+            log.warning("%s was made at %s px; its images are resized to %d px", source, manifest.get("size"), size)
 
 
 def load_training(category: Category, anomalies: Sequence[str], anomaly_fraction: float | None,
                   max_anomalies: int | None) -> TrainingSet:
-    warn_incomplete(anomalies)
+    check_anomaly_sources(anomalies, category.name, category.size)
     fraction = anomaly_fraction if anomaly_fraction is not None else (DEFAULT_ANOMALY_FRACTION if anomalies else 0.0)
     return training_set(category, anomalies, fraction, max_anomalies)
 

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.data import Category
-from synth.data.images import resize
+from synth.data.images import decode_bytes, resize
 from synth.errors import SynthError
+from synth.hub import is_hub_id
 
 Anomaly = tuple[np.ndarray, np.ndarray]  # (RGB uint8 image, {0, 255} uint8 mask)
 
@@ -112,7 +113,7 @@ def _read_table(source: str | Path) -> pa.Table:
         except Exception as error:  # pyarrow raises several types for bad or foreign files
             raise SynthError(f"cannot read the image/mask columns of {path}: {error}") from None
         return pa.concat_tables(tables)
-    if str(source).count("/") != 1:
+    if not is_hub_id(source):
         raise SynthError(f"anomaly dataset {source} does not exist (neither a directory nor a Hub id owner/name)")
     try:
         from datasets import Image, load_dataset
@@ -126,7 +127,7 @@ def _read_table(source: str | Path) -> pa.Table:
 
 def _decode(cell: dict | None, flag: int, source: str | Path, size: int) -> np.ndarray:
     data = (cell or {}).get("bytes")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
+    image = decode_bytes(data, flag) if data else None
     if image is None:
         raise SynthError(f"an undecodable image or mask in {source}")
     if flag == cv2.IMREAD_GRAYSCALE:

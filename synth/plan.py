@@ -13,7 +13,8 @@ import os
 import shlex
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,10 +26,13 @@ from synth.data import Category, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
+from synth.locking import output_lock
+from synth.names import safe_name
+from synth.orphans import die_with_parent, parent_alive
 from synth.provenance import data_role, path_roles, portable_command, portable_value
 from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
                           read_manifest, verify_dataset, write_card, write_json_atomic)
-from synth.shards.directory import prepare_directory
+from synth.shards.directory import prepare_directory, require_directory
 
 # Manifest fields that must match for --resume to continue a run.
 IDENTITY = ("format", "generator", "settings", "category", "data", "layout", "sources_sha256", "size",
@@ -103,8 +107,9 @@ class GenerationPlan:
 
 
 def default_output_dir(category: str, generator: str) -> Path:
-    """The output directory used when none is given: named after category and generator."""
-    return Path(f"{category}-{generator}")
+    """The output directory used when none is given: named after category and generator (a category
+    such as ``../x`` would lead out of the working directory and is refused)."""
+    return Path(f"{safe_name(category, 'category')}-{generator}")
 
 
 def _batches(indices: range, size: int) -> Iterator[range]:
@@ -150,6 +155,8 @@ def write_shards(plan: GenerationPlan, process_index: int = 0, num_processes: in
               desc=f"{plan.generator} {plan.category}" + (f" [{process_index}]" if num_processes > 1 else "")) as bar:
         for shard in todo:
             rows = generate_shard(plan, shard, generator, category)
+            if not parent_alive():  # `synth gen` was killed: its shards are no longer this worker's to write
+                os._exit(1)
             writer.write(shard, rows)
             bar.update(len(rows))
 
@@ -164,17 +171,26 @@ def run_plan(plan: GenerationPlan, num_processes: int = 1, progress: bool = True
         raise SynthError(f"--num-processes must be positive, got {num_processes}")
     if distributed.launched():
         return _run_launched(plan, progress)
-    _start(plan)
-    if num_processes == 1:
-        write_shards(plan, 0, 1, progress)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
-            futures = [pool.submit(write_shards, plan, p, num_processes, progress) for p in range(num_processes)]
-            for future in futures:
-                future.result()
-    finalize(plan.out)
+    with locked_output(plan):
+        _start(plan)
+        if num_processes == 1:
+            write_shards(plan, 0, 1, progress)
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(num_processes, mp_context=context, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
+                futures = [pool.submit(write_shards, plan, p, num_processes, progress) for p in range(num_processes)]
+                for future in futures:
+                    future.result()
+        finalize(plan.out)
     return plan.out
+
+
+def locked_output(plan: GenerationPlan) -> AbstractContextManager:
+    """The writer lock of the plan's output directory (which a --resume needs to exist already)."""
+    if plan.resume:
+        require_directory(plan.out)
+    return output_lock(plan.out)
 
 
 def load_source(plan: GenerationPlan, generator: Generator) -> Category:
@@ -203,13 +219,32 @@ class _ReadKeys(dict):
         return super().__contains__(key)
 
 
+# Settings given on the command line that only some generators read, and how the user names them.
+TRACKED_SETTINGS = {"strength": "--s", "mix": "--mix"}
+
+
+class _TrackedSettings(GeneratorSettings):
+    """Generator settings that record which of ``TRACKED_SETTINGS`` a generator reads."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in TRACKED_SETTINGS:
+            object.__getattribute__(self, "read").add(name)
+        return object.__getattribute__(self, name)
+
+
 def checked_generator(name: str, settings: GeneratorSettings) -> Generator:
-    """The generator ``name``; an option it does not use (``-o KEY=..``, an SDAS option) is an error."""
-    tracked = replace(settings, extra=_ReadKeys(settings.extra))
+    """The generator ``name``; an option it does not use (``-o KEY=..``, an SDAS option, ``--s``,
+    ``--mix``) is an error rather than a value recorded in the manifest as if it had been used."""
+    tracked = _TrackedSettings(**{**vars(settings), "extra": _ReadKeys(settings.extra)})
+    object.__setattr__(tracked, "read", set())
     generator = create_generator(name, tracked)
     unused = sorted(set(tracked.extra) - tracked.extra.read)
     if unused:
         raise SynthError(f"generator {name} has no option {', '.join(unused)} (given with -o or an SDAS option)")
+    ignored = [flag for field_name, flag in TRACKED_SETTINGS.items()
+               if getattr(settings, field_name) and field_name not in tracked.read]
+    if ignored:
+        raise SynthError(f"generator {name} does not use {', '.join(ignored)}; leave it out")
     return generator
 
 
@@ -225,19 +260,21 @@ def _start(plan: GenerationPlan) -> None:
 def _run_launched(plan: GenerationPlan, progress: bool) -> Path:
     """Every launched process writes its shards; process 0 prepares the directory and finishes it."""
     rank, size = distributed.world()
-    error = None
-    if rank == 0:
-        try:
-            _start(plan)
-        except SynthError as caught:
-            error = str(caught)
-    error = distributed.broadcast(error)
-    if error is not None:
-        raise SynthError(error)
-    write_shards(plan, rank, size, progress)
-    distributed.barrier()
-    if rank == 0:
-        finalize(plan.out)
+    with ExitStack() as held:
+        error = None
+        if rank == 0:
+            try:
+                held.enter_context(locked_output(plan))
+                _start(plan)
+            except SynthError as caught:
+                error = str(caught)
+        error = distributed.broadcast(error)
+        if error is not None:
+            raise SynthError(error)
+        write_shards(plan, rank, size, progress)
+        distributed.barrier()
+        if rank == 0:
+            finalize(plan.out)
     return plan.out
 
 

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth.data import BUILTIN_CATEGORIES
 from synth.data.layouts import detect_layout
+from synth.diffusion.presets import get_preset
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
 from synth.masks import check_rule
+from synth.names import safe_name
 from synth.plan import GenerationPlan
 from synth.provenance import path_roles, portable_command
 from synth.shards import read_manifest
@@ -40,29 +43,75 @@ class Recipe:
     categories: list[CategoryRecipe] = field(default_factory=list)
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and check a recipe file."""
+# The keys a recipe may hold, per table; anything else is a typo that would otherwise be ignored.
+RECIPE_KEYS = {"recipe": {"name", "layout", "data", "size", "num_samples", "strength", "sampling_steps", "seed"},
+               "train": {"preset", "steps", "batch_size"}, "categories": None}
+CATEGORY_KEYS = {"foreground", "preset", "train_steps"}
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The TOML document of a recipe file; one line for a missing, unreadable or invalid file."""
     try:
-        document = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise SynthError(f"recipe {path} does not exist") from None
+    except IsADirectoryError:
+        raise SynthError(f"recipe {path} is a directory; pass a .toml file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SynthError(f"cannot read recipe {path}: {getattr(error, 'strerror', None) or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SynthError(f"recipe {path} is not valid TOML: {error}") from None
-    head, categories = document.get("recipe", {}), document.get("categories", {})
+
+
+def check_keys(path: Path, where: str, table: Any, allowed: set[str] | None) -> None:
+    """Raise when ``table`` is not a table or (``allowed`` given) holds a key not in ``allowed``."""
+    if not isinstance(table, dict):
+        raise SynthError(f"recipe {path}: {where} must be a table")
+    unknown = sorted(set(table) - allowed) if allowed is not None else []
+    if unknown:
+        raise SynthError(f"recipe {path}: unknown key {unknown[0]!r} in {where}; known: {', '.join(sorted(allowed))}")
+
+
+def whole_number(path: Path, where: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an integer of at least ``minimum``, or a SynthError naming the recipe key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SynthError(f"recipe {path}: {where} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and check a recipe file: known keys only, numbers where numbers go, names that stay folder names."""
+    document = read_document(path)
+    check_keys(path, "the file", document, set(RECIPE_KEYS))
+    for table, allowed in RECIPE_KEYS.items():
+        check_keys(path, f"[{table}]", document.get(table, {}), allowed)
+    head, train, categories = document.get("recipe", {}), document.get("train", {}), document.get("categories", {})
     if not categories:
         raise SynthError(f"recipe {path} lists no [categories.NAME] tables")
-    layout = head.get("layout")
+    number = {key: whole_number(path, f"[recipe] {key}", head.get(key, default), minimum)
+              for key, default, minimum in (("size", 256, 8), ("num_samples", 10000, 1), ("sampling_steps", 20, 1),
+                                            ("seed", 0, 0))}
+    for key in ("steps", "batch_size"):
+        if key in train:
+            whole_number(path, f"[train] {key}", train[key])
+    get_preset(train.get("preset", "tiny"))
     for name, table in categories.items():
+        safe_name(name, "recipe category")
+        check_keys(path, f"[categories.{name}]", table, CATEGORY_KEYS)
+        if table.get("preset") is not None:
+            get_preset(table["preset"])
+        if table.get("train_steps") is not None:
+            whole_number(path, f"[categories.{name}] train_steps", table["train_steps"])
         try:
             check_rule(table.get("foreground"))
         except SynthError as error:
             raise SynthError(f"recipe {path}: category {name}: {error}") from None
+    layout = head.get("layout")
     return Recipe(
-        name=head.get("name", Path(path).stem), layout=None if layout == "builtin" else layout,
-        data=Path(head["data"]) if head.get("data") else None, size=int(head.get("size", 256)),
-        num_samples=int(head.get("num_samples", 10000)), strength=parse_strength(str(head.get("strength", "0.1:0.2"))),
-        sampling_steps=int(head.get("sampling_steps", 20)), seed=int(head.get("seed", 0)),
-        train=document.get("train", {}),
+        name=safe_name(head.get("name", Path(path).stem), "recipe name"), layout=None if layout == "builtin" else layout,
+        data=Path(head["data"]) if head.get("data") else None, size=number["size"],
+        num_samples=number["num_samples"], strength=parse_strength(str(head.get("strength", "0.1:0.2"))),
+        sampling_steps=number["sampling_steps"], seed=number["seed"], train=train,
         categories=[CategoryRecipe(name, c.get("foreground"), c.get("preset"), c.get("train_steps"))
                     for name, c in categories.items()],
     )
@@ -113,19 +162,13 @@ def run_recipe(recipe: Recipe, data: Path | None, models: Path, out_root: Path, 
 
     ``command`` is the command line, word by word; what is recorded has its local paths replaced.
     """
-    from synth.diffusion.models import find_model
     from synth.plan import run_plan
 
     data = data or recipe.data
     categories = select(recipe, only)
     check_data(data, categories)
-    for category in categories:
-        try:
-            model = find_model(category.name, root=models)
-            training = None
-        except SynthError:
-            model = models / category.name
-            training = _train_options(recipe, category, data, model, portable_command(command, path_roles(recipe.layout)))
+    models_found = [find_or_plan_model(recipe, category, data, models, command) for category in categories]
+    for category, (model, training) in zip(categories, models_found):
         plan = generation_plan(recipe, category, data, models, out_root, command)
         if training is not None:
             echo(f"{category.name}: train {training.preset} for {training.steps} steps -> {model}"
@@ -143,6 +186,21 @@ def run_recipe(recipe: Recipe, data: Path | None, models: Path, out_root: Path, 
              + (" (resuming)" if plan.resume else ""))
         if not dry_run:
             run_plan(plan)
+
+
+def find_or_plan_model(recipe: Recipe, category: CategoryRecipe, data: Path | None, models: Path,
+                       command: Sequence[str]):
+    """The category's model directory, and the training that makes it when none is found (else None)."""
+    from synth.diffusion.models import find_model
+
+    try:
+        return find_model(category.name, root=models), None
+    except SynthError:
+        if data is None and category.name not in BUILTIN_CATEGORIES:
+            raise SynthError(f"{category.name}: no model found under {models} or bundled, and no --data to "
+                             "train one on") from None
+    model = models / category.name
+    return model, _train_options(recipe, category, data, model, portable_command(command, path_roles(recipe.layout)))
 
 
 def _train_options(recipe: Recipe, category: CategoryRecipe, data: Path | None, out: Path, command: str):

@@ -18,6 +18,7 @@ colour casts.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,10 +32,14 @@ from tqdm.auto import tqdm
 
 from synth.backbones import create_backbone
 from synth.data import load_category
+from synth.data.images import decode_bytes
 from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
-from synth.shards import completed_shards, read_manifest
+from synth.hub import is_hub_id
+from synth.shards import completed_shards, read_manifest, verify_dataset
+
+log = logging.getLogger("synth")
 
 COLOUR_MARGIN = 3.0  # grey levels added on both sides of the real images' range of mean colours
 FEATURE_SIZE = 224  # images are resized to this side before the backbone (as KID resizes for Inception)
@@ -195,8 +200,10 @@ def dataset_images(directory: Path, limit: int) -> tuple[np.ndarray, dict[str, A
     for shard in shards:
         table = pq.read_table(shard, columns=[c for c in ("image", "s") if c in pq.read_schema(shard).names])
         for row in table.to_pylist():
-            buffer = np.frombuffer(row["image"]["bytes"], np.uint8)
-            images.append(cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            image = decode_bytes(row["image"]["bytes"], cv2.IMREAD_COLOR)
+            if image is None:
+                raise SynthError(f"an undecodable image in {shard}")
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             strengths.append(row.get("s"))
             if len(images) == limit:
                 break
@@ -230,7 +237,7 @@ def score_model(model: str | Path, category: str | None, data: Path | None, layo
     from synth.diffusion.precision import fast_bf16
     from synth.provenance import model_provenance
 
-    if not Path(model).exists() and str(model).count("/") != 1:  # a category name: its local or bundled model
+    if not Path(model).exists() and not is_hub_id(model) and "/" not in str(model):  # a category: its model
         category = category or str(model)
         directory = find_model(category)
     else:
@@ -256,6 +263,10 @@ def score_dataset(directory: Path, category: str | None, data: Path | None, layo
                   count: int) -> dict[str, Any]:
     """The realism report of the first ``count`` images of a synth dataset."""
     manifest = read_manifest(directory) or {}
+    if manifest:
+        verify_dataset(directory, manifest)  # a truncated or foreign shard is one line, not a traceback
+    if category and manifest.get("category") not in (None, category):
+        log.warning("scoring a %s dataset against the normal images of %s", manifest["category"], category)
     category = category or manifest.get("category")
     if not category:
         raise SynthError(f"{directory} names no category; pass --category")

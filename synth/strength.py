@@ -28,9 +28,12 @@ def parse_range(text: str, option: str, upper: float | None = None) -> tuple[flo
     return lo, hi
 
 
+MAX_STRENGTH = 1.0  # the sampling variance doubled; far beyond it the samples are saturated noise
+
+
 def parse_strength(text: str) -> tuple[float, float]:
-    """The SDAS strength s: ``v`` or ``a:b`` with 0 <= a <= b."""
-    return parse_range(text, "--s")
+    """The SDAS strength s: ``v`` or ``a:b`` with 0 <= a <= b <= ``MAX_STRENGTH``."""
+    return parse_range(text, "--s", MAX_STRENGTH)
 
 
 def parse_strength_list(text: str) -> list[float]:

@@ -42,6 +42,9 @@ def run_command_line(group: click.Group, argv: Sequence[str] | None, prog_name: 
     except click.ClickException as error:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code or 2)
+    except OSError as error:  # a file system refusal no check foresaw: still one line, never a traceback
+        click.echo(f"error: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""), err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

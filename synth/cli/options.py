@@ -33,6 +33,8 @@ def parse_mix(text: str | None) -> dict[str, float]:
     mix: dict[str, float] = {}
     for part in _split(text):
         name, _, weight = part.partition("=")
+        if name.strip() in mix:
+            raise click.BadParameter(f"{name.strip()!r} is named twice", param_hint="--mix")
         try:
             mix[name.strip()] = float(weight) if weight else 1.0
         except ValueError:
@@ -94,6 +96,6 @@ def generator_settings(options: dict[str, Any]) -> GeneratorSettings:
         category=options["category"], size=options["size"], foreground=options.get("foreground"),
         textures=options.get("textures"), texture_classes=_split(options.get("texture_classes")),
         exclude_texture_classes=_split(options.get("exclude_texture_classes")),
-        strength=parse_strength(options["strength"]) if options.get("strength") else None,
+        strength=parse_strength(options["strength"]) if options.get("strength") is not None else None,
         mix=parse_mix(options.get("mix")), extra=extra,
     )

@@ -9,16 +9,6 @@ import click
 from synth.diffusion.schedule import DEFAULT_SPACING, SPACINGS
 
 
-def _strengths(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint="--s") from None
-    if any(value < 0 for value in values):
-        raise click.BadParameter("strengths must be >= 0", param_hint="--s")
-    return values
-
-
 @click.command("score")
 @click.argument("target")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
@@ -37,14 +27,18 @@ def _strengths(text: str) -> list[float]:
 def command(target: str, data: Path | None, category: str | None, layout: str | None, strengths: str, count: int,
             steps: int, spacing: str, seed: int, out: Path | None, overwrite: bool) -> None:
     """Score TARGET, a synth dataset directory or a diffusion model (directory, Hub id or bundled category)."""
+    from synth.locking import output_lock
+    from synth.strength import parse_strength_list
     from synth.score import check_report_dir, is_dataset, score_dataset, score_model, write_report
 
+    values = parse_strength_list(strengths)
     out = out or Path("scores") / Path(target).name
-    check_report_dir(out, overwrite)  # before the work, not after it
-    if is_dataset(Path(target)):
-        report = score_dataset(Path(target), category, data, layout, count)
-    else:
-        report = score_model(target, category, data, layout, _strengths(strengths), count, steps, spacing, seed)
-    json_path, markdown_path = write_report(report, out, overwrite)
+    with output_lock(out):  # an unwritable --out is refused before the work
+        check_report_dir(out, overwrite)
+        if is_dataset(Path(target)):
+            report = score_dataset(Path(target), category, data, layout, count)
+        else:
+            report = score_model(target, category, data, layout, values, count, steps, spacing, seed)
+        json_path, markdown_path = write_report(report, out, overwrite)
     click.echo(markdown_path.read_text())
     click.echo(f"written: {json_path}, {markdown_path}")

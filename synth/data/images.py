@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -29,10 +31,13 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
+    """Image files directly inside ``folder``, sorted by name; an unreadable folder is a ``SynthError``."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if is_image_file(p))
+    try:
+        return sorted(p for p in folder.iterdir() if is_image_file(p))
+    except OSError as error:
+        raise SynthError(f"cannot read folder {folder}: {error.strerror}") from None
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -62,22 +67,35 @@ def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) ->
 
 @contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own warnings (e.g. one per truncated PNG): synth reports unreadable files itself."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    """Silence what OpenCV and libpng print on the process's stderr while decoding (e.g. "libpng error:
+    bad adaptive filter value" for a damaged PNG): synth reports an unreadable image itself, in one line."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def decode_bytes(data: bytes | np.ndarray, flag: int) -> np.ndarray | None:
+    """The decoded image (OpenCV's BGR order), or None when ``data`` is empty or undecodable; silently."""
+    buffer = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    if not buffer.size:
+        return None
+    with quiet_opencv():
+        return cv2.imdecode(buffer, flag)
 
 
 def decode_file(path: Path, flag: int) -> np.ndarray | None:
-    """The decoded image file, or None when it is missing, empty or undecodable."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None or not data.size:
+    """The decoded image file, or None when it is missing, unreadable (permissions), empty or undecodable."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    except OSError:
         return None
-    with quiet_opencv():
-        return cv2.imdecode(data, flag)
+    return None if data is None else decode_bytes(data, flag)
 
 
 def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
@@ -85,6 +103,8 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     image = decode_file(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SynthError(f"cannot read image {path}")
+    if image.ndim == 3 and image.shape[2] == 4 and not image[:, :, 3].any():
+        warn_once(f"{path} is fully transparent (alpha 0 everywhere): it reads as a black image")
     if image.ndim == 3 and image.shape[2] >= 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     image = to_rgb(image)

@@ -9,6 +9,7 @@ from pathlib import Path
 from synth.data import BUILTIN_CATEGORIES
 from synth.diffusion.model import CONFIG_NAME, ModelConfig
 from synth.errors import SynthError
+from synth.hub import is_hub_id
 
 MODELS_ENV = "SYNTH_MODELS"
 DEFAULT_MODELS_ROOT = Path("models")
@@ -60,7 +61,9 @@ def find_model(category: str, model: str | Path | None = None, root: str | Path 
             if not _is_model(path):
                 raise SynthError(f"{path} holds no finished synth model ({CONFIG_NAME} or {WEIGHTS_NAME} missing)")
             return path
-        if path.exists() or str(model).count("/") != 1:
+        if path.exists():
+            raise SynthError(f"model {model} is a file; pass the model's directory")
+        if not is_hub_id(model):
             raise SynthError(f"model {model} does not exist")
         return _from_hub(str(model))
     candidate = models_root(root) / category

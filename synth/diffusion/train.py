@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,9 @@ from synth.diffusion.precision import fast_bf16
 from synth.diffusion.presets import get_preset
 from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
 from synth.diffusion.schedule import Schedule, q_sample
+from synth.distributed import world
 from synth.errors import SynthError
+from synth.locking import entries, output_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -131,7 +134,7 @@ def check_output(out: Path, config: ModelConfig, resume: bool, overwrite: bool) 
         return
     if not out.is_dir():
         raise SynthError(f"--out {out} exists and is not a directory")
-    if not any(out.iterdir()):
+    if not entries(out):
         return
     if not (out / CONFIG_NAME).is_file():  # --overwrite replaces only what synth wrote
         raise SynthError(f"--out {out} is not empty and holds no synth model; choose a new or empty directory")
@@ -180,7 +183,13 @@ def sample_grid(unet: UNet2DModel, config: ModelConfig, options: TrainOptions, b
 
 
 def train(options: TrainOptions) -> ModelConfig:
-    """Train (or resume) a model into ``options.out``; returns its config. Only process 0 writes."""
+    """Train (or resume) a model into ``options.out``; returns its config. Only process 0 writes, holding
+    the directory's writer lock."""
+    with output_lock(Path(options.out)) if world()[0] == 0 else nullcontext():
+        return _train(options)
+
+
+def _train(options: TrainOptions) -> ModelConfig:
     preset = get_preset(options.preset)
     for name in ("steps", "checkpoint_every", "sample_every", "sample_steps", "num_samples", "batch_size"):
         if getattr(options, name) is not None and getattr(options, name) < 1:
@@ -203,6 +212,8 @@ def train(options: TrainOptions) -> ModelConfig:
     if batch_size % accelerator.num_processes:
         raise SynthError(f"--batch-size {batch_size} is not divisible by {accelerator.num_processes} processes")
     checkpoint_path = out / CHECKPOINT_NAME
+    if options.resume and not options.overwrite and not checkpoint_path.is_file():
+        raise SynthError(f"nothing to resume in {out}: no {CHECKPOINT_NAME} (leave out --resume to train from scratch)")
     state = load_checkpoint(checkpoint_path, run_options) if (
         options.resume and not options.overwrite and checkpoint_path.is_file()) else None
     data = load_training_set(data_root, class_names, preset.size, options.layout)

@@ -14,18 +14,21 @@ Images and masks are the dataset's PNG bytes, written unchanged: pixel for pixel
 
 from __future__ import annotations
 
-import re
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import pyarrow.parquet as pq
 
 from synth.data import BUILTIN_CATEGORIES, load_category
+from synth.data.images import decode_bytes
 from synth.errors import SynthError
+from synth.locking import entries, output_lock
+from synth.names import safe_name
 from synth.shards.card import read_manifest, verify_dataset
 from synth.shards.writer import encode_png
 
@@ -65,15 +68,13 @@ def is_empty_mask(cell: dict[str, Any] | None) -> bool:
     """Whether a mask cell holds a mask with no anomalous pixel (None, a raw SDAS image, is not empty)."""
     if cell is None:
         return False
-    mask = cv2.imdecode(np.frombuffer(cell["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    mask = decode_bytes(cell["bytes"], cv2.IMREAD_GRAYSCALE)
     return mask is not None and not mask.any()
 
 
 def folder_name(name: str) -> str:
     """``name`` (a category or generator read from the dataset) as one safe folder name."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
-        raise SynthError(f"{name!r} cannot be a folder name in the export")
-    return name
+    return safe_name(name, "category or generator")
 
 
 class Layout:
@@ -127,20 +128,39 @@ def export_normals(layout: Layout, data: Path | None, category: str, size: int, 
         counts.train += 1
 
 
+def check_new_or_empty(out: Path) -> None:
+    """Raise unless ``out`` does not exist or is an empty folder (a writer's lock file aside)."""
+    if out.exists() and (not out.is_dir() or entries(out)):
+        raise SynthError(f"export folder {out} exists and is not empty; choose a new --out")
+
+
 def export_dataset(directory: Path, out: Path, fmt: str = "mvtec", data: Path | None = None,
                    category: str | None = None) -> ExportCounts:
     """Write the synth dataset in ``directory`` to the new folder ``out`` in format ``fmt``.
 
     The category's normal images are added from ``data`` (its root; built-in categories need none).
+    Everything is written to a hidden staging folder inside ``out`` and moved into place once all of it
+    is written; on failure nothing is left (``out`` is removed again when this call created it).
     """
     directory, out = Path(directory), Path(out)
     manifest = complete_manifest(directory)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SynthError(f"export folder {out} exists and is not empty; choose a new --out")
     category = category or manifest["category"]
-    layout = Layout(out, fmt, category, max(3, len(str(manifest["num_samples"] - 1))))
-    counts = ExportCounts()
-    export_rows(directory, manifest, layout, counts)
-    if data is not None or category in BUILTIN_CATEGORIES:
-        export_normals(layout, data, category, manifest["size"], counts)
+    width = max(3, len(str(manifest["num_samples"] - 1)))
+    Layout(out, fmt, category, width)  # checks the format and the category's folder name first
+    check_new_or_empty(out)
+    with output_lock(out):
+        check_new_or_empty(out)
+        staging = out / f".export.{os.getpid()}.tmp"
+        try:
+            layout = Layout(staging, fmt, category, width)
+            counts = ExportCounts()
+            export_rows(directory, manifest, layout, counts)
+            if data is not None or category in BUILTIN_CATEGORIES:
+                export_normals(layout, data, category, manifest["size"], counts)
+            for entry in staging.iterdir():
+                entry.rename(out / entry.name)
+        except OSError as error:
+            raise SynthError(f"cannot write the export to {out}: {error.strerror}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return counts
