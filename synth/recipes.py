@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.data.layouts import detect_layout
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
 from synth.masks import check_rule
@@ -31,7 +32,7 @@ class Recipe:
     name: str
     layout: str | None
     data: Path | None
-    size: int
+    size: ImageSize
     num_samples: int
     strength: tuple[float, float]
     sampling_steps: int
@@ -59,7 +60,7 @@ def load_recipe(path: Path) -> Recipe:
             raise SynthError(f"recipe {path}: category {name}: {error}") from None
     return Recipe(
         name=head.get("name", Path(path).stem), layout=None if layout == "builtin" else layout,
-        data=Path(head["data"]) if head.get("data") else None, size=int(head.get("size", 256)),
+        data=Path(head["data"]) if head.get("data") else None, size=ImageSize.coerce(head.get("size", 256)),
         num_samples=int(head.get("num_samples", 10000)), strength=parse_strength(str(head.get("strength", "0.1:0.2"))),
         sampling_steps=int(head.get("sampling_steps", 20)), seed=int(head.get("seed", 0)),
         train=document.get("train", {}),

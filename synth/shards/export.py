@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from synth.data import BUILTIN_CATEGORIES, load_category
+from synth.data import BUILTIN_CATEGORIES, ImageSize, load_category
 from synth.errors import SynthError
 from synth.shards.card import read_manifest, verify_dataset
 from synth.shards.writer import encode_png
@@ -120,7 +120,7 @@ def export_rows(directory: Path, manifest: dict[str, Any], layout: Layout, count
             counts.masks += 1
 
 
-def export_normals(layout: Layout, data: Path | None, category: str, size: int, counts: ExportCounts) -> None:
+def export_normals(layout: Layout, data: Path | None, category: str, size: ImageSize, counts: ExportCounts) -> None:
     """Write the category's normal training images (at the dataset's size) as PNGs."""
     for index, image in enumerate(load_category(data, category, size=size).train_images):
         write_file(layout.train(index), encode_png(image))
@@ -142,5 +142,5 @@ def export_dataset(directory: Path, out: Path, fmt: str = "mvtec", data: Path | 
     counts = ExportCounts()
     export_rows(directory, manifest, layout, counts)
     if data is not None or category in BUILTIN_CATEGORIES:
-        export_normals(layout, data, category, manifest["size"], counts)
+        export_normals(layout, data, category, ImageSize.from_record(manifest), counts)
     return counts
