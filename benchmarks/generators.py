@@ -135,10 +135,10 @@ def generator_rows(args: argparse.Namespace, normals: list[np.ndarray]) -> tuple
     from synth.generators import GeneratorSettings, available_generators, create_generator, per_sample_rng
 
     settings = GeneratorSettings(category=args.category, size=args.size, textures=args.textures, mix=DEFAULT_MIX)
-    textures = open_textures(settings.textures, (), (), args.size)
+    textures = open_textures(settings.textures, (), (), settings.size)
     started = time.process_time()
     for index in range(len(textures)):
-        textures.image(index, args.size)
+        textures.image(index, settings.size)
     decode_ms = (time.process_time() - started) * 1e3 / len(textures)
     rows, rates, made = [], {}, {}
     for name in available_generators():
