@@ -1,0 +1,64 @@
+"""Tiling: windows cover the image, maps are stitched back exactly, training tiles keep the anomalies."""
+
+import numpy as np
+import pytest
+
+from detectors.data import TrainingSet
+from detectors.tiling import Tiler, window_starts
+from synth.errors import SynthError
+
+
+def test_windows_cover_the_side_and_the_last_one_ends_at_the_border():
+    assert window_starts(10, 4, 4) == [0, 4, 6]
+    assert window_starts(8, 4, 2) == [0, 2, 4]
+    assert window_starts(4, 4, 1) == [0]
+
+
+@pytest.mark.parametrize("tile, stride", [((4, 4), (5, 4)), ((0, 4), (1, 1))])
+def test_bad_tilers_are_refused(tile, stride):
+    with pytest.raises(SynthError):
+        Tiler(tile, stride)
+
+
+def test_a_tile_larger_than_the_image_is_refused():
+    with pytest.raises(SynthError, match="does not fit"):
+        Tiler((16, 16), (8, 8)).split(np.zeros((1, 12, 40, 3), np.uint8))
+
+
+def test_split_then_merge_gives_back_a_non_square_image():
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 23, 41)).astype(np.float32)
+    tiler = Tiler((8, 16), (5, 10))
+    tiles = tiler.split(maps)
+    assert tiles.shape == (2 * len(tiler.origins(23, 41)), 8, 16)
+    np.testing.assert_allclose(tiler.merge(tiles, 23, 41), maps, rtol=1e-6)
+
+
+def test_overlaps_are_averaged():
+    tiler = Tiler((4, 4), (2, 4))  # rows of tiles at 0 and 2 on a 6 x 4 image: rows 2-3 covered twice
+    merged = tiler.merge(np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]), 6, 4)
+    np.testing.assert_allclose(merged[0, :, 0], [1, 1, 2, 2, 3, 3])
+
+
+def test_the_image_score_is_the_highest_tile_score_and_maps_come_back_at_full_size():
+    images = np.zeros((3, 12, 20, 3), np.uint8)
+    images[1, 9, 17] = 200  # one bright pixel in the bottom-right tile of image 1
+    tiler = Tiler((6, 10), (6, 10))
+
+    def score_tiles(tiles):
+        return tiles.reshape(len(tiles), -1).max(axis=1).astype(float), tiles[..., 0].astype(np.float32)
+
+    scores, maps = tiler.score(score_tiles, images)
+    assert scores.tolist() == [0.0, 200.0, 0.0]
+    assert maps.shape == (3, 12, 20) and maps[1, 9, 17] == 200 and maps.sum() == 200
+
+
+def test_training_tiles_keep_only_the_tiles_an_anomaly_touches():
+    normal = [np.full((8, 16, 3), 100, np.uint8)] * 2
+    mask = np.zeros((8, 16), np.uint8)
+    mask[1:3, 12:14] = 255
+    data = TrainingSet(normal, [(np.full((8, 16, 3), 50, np.uint8), mask)], anomaly_fraction=0.25)
+    tiled = Tiler((8, 8), (8, 8)).training_set(data)
+    assert len(tiled.normal) == 4 and all(tile.shape == (8, 8, 3) for tile in tiled.normal)
+    assert len(tiled.anomalous) == 1 and tiled.anomalous[0][1][1:3, 4:6].all()
+    assert tiled.anomaly_fraction == 0.25
