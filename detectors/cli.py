@@ -16,7 +16,7 @@ from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluat
                              labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data import TrainingSet, training_set
 from synth.data import Category, ImageSize, load_category
-from synth.data.size import SizeParam
+from synth.data.size import MAX_SIDE, SizeParam
 from synth.cli import run_command_line
 from synth.errors import SynthError
 from synth.provenance import portable_value
@@ -49,7 +49,8 @@ def data_options(command):
                      help="Dataset root (MVTec AD, MPDD, BTAD, VisA or folder); built-in categories without it."),
         click.option("--category", required=True, help="Category name."),
         click.option("--size", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default="256", show_default=True,
-                     help="Image size in pixels: a side (256) or HEIGHTxWIDTH (256x512)."),
+                     help=f"Image size in pixels: a side (256) or HEIGHTxWIDTH (256x512), {MIN_DETECTOR_SIDE} to "
+                          f"{MAX_SIDE} per side."),
         click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
                      help="Feature backbone (default: each detector's default, efficientnet-lite0)."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
