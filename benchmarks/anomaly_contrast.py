@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
+from synth.data import ImageSize
 from synth.data.images import read_rgb
 
 VISIBLE = 8  # grey levels: a change a detector's features can plausibly see
@@ -33,7 +34,7 @@ def contrast(directory: Path, data: Path) -> dict[str, float]:
         for row in pq.read_table(shard, columns=["image", "mask", "source"]).to_pylist():
             image = cv2.cvtColor(decode(row["image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32)
             mask = decode(row["mask"], cv2.IMREAD_GRAYSCALE) > 127
-            source = read_rgb(data / row["source"], image.shape[0]).astype(np.float32)
+            source = read_rgb(data / row["source"], ImageSize.of(image)).astype(np.float32)
             change = np.abs(image - source).mean(axis=2)
             if mask.any():
                 inside.append(change[mask].mean())

@@ -79,7 +79,7 @@ def compare_selections(args: argparse.Namespace, features: torch.Tensor) -> None
     from synth.data import load_category
 
     category = load_category(args.data, args.category, size=args.size)
-    test = TestSet.from_category(category, args.size)
+    test = TestSet.from_category(category, category.size)
     size = max(1, int(len(features) * args.ratio))
     runs = [("greedy-exact", 128), ("greedy-fp32", 128), ("greedy-fast", 128)]
     runs += [("greedy-fast", int(width)) for width in args.widths.split(",") if width and int(width) != 128]

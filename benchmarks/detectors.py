@@ -45,7 +45,7 @@ def measure_detector(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     category = load_category(args.data, args.category, size=args.size)
     train = TrainingSet(category.train_images[:args.train] if args.train else category.train_images)
-    test = TestSet.from_category(category, args.size)
+    test = TestSet.from_category(category, category.size)
     images = test.images[:args.test] if args.test else test.images
     detector = create_detector(name, **json.loads(args.settings).get(name, {}))
     _, fit_wall, fit_cpu = _timed(detector.fit, train)

@@ -116,7 +116,7 @@ def perlin_rows(size: int, count: int) -> list[list[str]]:
     from synth.masks.perlin import perlin_noise, perlin_noise_reference
 
     rng = np.random.default_rng(0)
-    ours_mask = 1e3 / best_rate(lambda i: perlin_mask(size, rng), count)
+    ours_mask = 1e3 / best_rate(lambda i: perlin_mask((size, size), rng), count)
     ours = 1e3 / best_rate(lambda i: perlin_noise((size, size), (8, 8), rng), count)
     former = 1e3 / best_rate(lambda i: former_perlin_noise((size, size), (8, 8), rng), count)
     package = 1e3 / best_rate(lambda i: perlin_noise_reference((size, size), (8, 8), i), 3, repeats=1)
@@ -136,10 +136,10 @@ def generator_rows(args: argparse.Namespace, normals: list[np.ndarray]) -> tuple
 
     settings = GeneratorSettings(category=args.category, size=args.size, data=args.data, textures=args.textures,
                                  mix=DEFAULT_MIX)
-    textures = open_textures(settings.textures, (), (), args.size)
+    textures = open_textures(settings.textures, (), (), settings.size)
     started = time.process_time()
     for index in range(len(textures)):
-        textures.image(index, args.size)
+        textures.image(index, settings.size)
     decode_ms = (time.process_time() - started) * 1e3 / len(textures)
     rows, rates, made = [], {}, {}
     for name in args.generators or available_generators():

@@ -43,6 +43,7 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
 from detectors.base import get_detector_class, make_config  # noqa: E402
 from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
 from detectors.synthetic import epoch_schedule  # noqa: E402
+from synth.data.size import ImageSize, SizeParam  # noqa: E402
 
 # Training budgets, passed to every cell with --set: a cap and a validation interval in optimiser steps
 # (RealNet and PRN count in epochs, so both become whole epochs per category: a validation about every
@@ -167,7 +168,7 @@ class Matrix:
     """What to run: categories x generators x detectors x seeds, and how."""
 
     work: Path
-    size: int = 128
+    size: ImageSize = ImageSize.square(128)
     count: int = 500
     seeds: int = 3
     categories: tuple[str, ...] = tuple(DATASETS)
@@ -221,10 +222,11 @@ class Matrix:
         and --set overrides)."""
         if isinstance(unit, Shards):
             recorded = json.loads((unit.directory(self.work) / "manifest.json").read_text())
-            asked: dict[str, object] = {"size": self.size, "num_samples": self.count}
+            asked: dict[str, object] = {**self.size.record(), "num_samples": self.count}
         else:
             recorded = (read_cell(self, unit) or {}).get("config", {})
-            config = make_config(get_detector_class(unit.detector), {"size": self.size, **self.detector_settings(unit)})
+            config = make_config(get_detector_class(unit.detector), self.detector_settings(unit))
+            config.record_size(self.size)
             asked = json.loads(json.dumps(asdict(config)))  # tuples as the lists results.json holds
         for key, value in asked.items():
             if key in recorded and recorded[key] != value:
@@ -619,7 +621,7 @@ def markdown(matrix: Matrix, groups: dict[Group, list[dict]], missing: dict[Grou
     mixes = "; ".join(f"`{name}` = `--mix {spec}`" for name, spec in MIXES.items() if name in matrix.generators)
     lines = [SECTION, "",
              f"Real test sets; each detector trained on {matrix.count} synthetic anomalies per generator and seed at "
-             f"{matrix.size} x {matrix.size} px with {threads or '?'} torch thread(s) per run, {matrix.seeds} seeds "
+             f"{matrix.size.height} x {matrix.size.width} px with {threads or '?'} torch thread(s) per run, {matrix.seeds} seeds "
              "(seed S: `synth gen --seed S` and the detector's seed S). Cells: mean ± sample standard deviation over "
              "the seeds; the 95 % columns are bootstrap intervals over test images (each seed's, bounds averaged). "
              + budget_text() + (f" Mixtures (uniform): {mixes}." if mixes else ""), "",
@@ -785,13 +787,15 @@ def sdas_model(pair: str) -> tuple[str, str]:
     return category, portable(Path(model).resolve()) if Path(model).exists() else model
 
 
-def default_record(size: int) -> Path:
+def default_record(size: ImageSize) -> Path:
+    """``matrix-128px`` for a square size (the recorded results' names), ``matrix-256x512px`` otherwise."""
     return RECORDS / f"matrix-{size}px"
 
 
 @click.command()
 @click.option("--work", type=click.Path(path_type=Path), required=True, help="Shards and bench results (resumable).")
-@click.option("--size", default=128, show_default=True, help="Image side for generation and detectors.")
+@click.option("--size", type=SizeParam(min_side=32), default="128", show_default=True,
+              help="Image size for generation and detectors: a side (128) or HEIGHTxWIDTH (128x256).")
 @click.option("-n", "count", default=500, show_default=True, help="Anomalies per generator and seed.")
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--categories", default=",".join(DATASETS), show_default=True, help="Comma-separated categories.")
@@ -808,7 +812,7 @@ def default_record(size: int) -> Path:
               help="Where finished cells' results are kept (default: benchmarks/results/matrix-<size>px).")
 @click.option("--collect-only", is_flag=True, help="Only read the results already under --work (no runs).")
 @click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks.md and docs/img/matrix_*.png.")
-def main(work: Path, size: int, count: int, seeds: int, categories: str, generators: str, detectors: str,
+def main(work: Path, size: ImageSize, count: int, seeds: int, categories: str, generators: str, detectors: str,
          threads: int, sdas_models: tuple[str, ...], pairs: tuple[str, ...], record: Path | None, collect_only: bool,
          docs: bool) -> None:
     """Run the matrix (or resume it) and write its tables, verdicts and plots."""

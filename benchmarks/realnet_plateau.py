@@ -74,7 +74,7 @@ def main() -> None:
     shards = make_shards(args)
     category = load_category(args.data, args.category, size=args.size)
     data = training_set(category, [shards], 0.5)
-    test = TestSet.from_category(category, args.size)
+    test = TestSet.from_category(category, category.size)
     rows = []
     for variant in args.variants:
         settings = dict(pair.split("=", 1) for pair in variant.split(","))

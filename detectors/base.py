@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from synth.backbones import DEFAULT_BACKBONE
+from synth.data.size import ImageSize
 from synth.diffusion.precision import fast_bf16
 from detectors.data import TrainingSet
 from synth.errors import SynthError
@@ -43,8 +44,21 @@ class DetectorConfig:
     backbone_weights: str | None = None  # a weights file for torchvision backbones (--weights)
     batch_size: AtLeastOne = 8
     seed: int = 0
-    size: int | None = None  # image side of the training images (recorded by the CLI/bench for eval)
+    size: int | None = None  # side of square training images (configs before height/width hold only this)
+    height: int | None = None  # training image height and width (recorded by the CLI/bench for eval)
+    width: int | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # backbone and training; auto: bf16 where the CPU has it
+
+    def image_size(self) -> ImageSize | None:
+        """The training image size, None when no fit recorded one."""
+        if self.height and self.width:
+            return ImageSize(self.height, self.width)
+        return ImageSize.square(self.size) if self.size else None
+
+    def record_size(self, size: ImageSize) -> None:
+        """Record the training image size (``size`` too when square, for readers of older configs)."""
+        self.size = size.height if size.is_square else None
+        self.height, self.width = size.shape
 
     def use_bf16(self) -> bool:
         """Whether the backbone and the training forward passes run under bf16 autocast."""

@@ -20,7 +20,7 @@ import torch
 from detectors.base import Detector, create_detector
 from detectors.data import TrainingSet
 from detectors.metrics import bootstrap_intervals, evaluate
-from synth.data import Category
+from synth.data import Category, ImageSize
 from synth.errors import SynthError
 from synth.provenance import data_role, portable_value
 from synth.shards.card import write_text_atomic
@@ -41,7 +41,7 @@ class TestSet:
     defects: list[str]
 
     @classmethod
-    def from_category(cls, category: Category, size: int) -> "TestSet":
+    def from_category(cls, category: Category, size: ImageSize) -> "TestSet":
         if not category.test:
             raise SynthError(f"category {category.name!r} has no test images")
         unmasked = next((item for item in category.test if item.label and item.mask_path is None), None)
@@ -75,7 +75,7 @@ def fit_detector(detector: Detector, data: TrainingSet) -> float:
     """Fit, record the training image size in the config, and return the wall time in seconds."""
     start = time.perf_counter()
     detector.fit(data)
-    detector.config.size = data.size
+    detector.config.record_size(data.size)
     return time.perf_counter() - start
 
 

@@ -15,13 +15,16 @@ from detectors.base import DETECTORS, create_detector, load_detector
 from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data import TrainingSet, training_set
-from synth.data import Category, load_category
+from synth.data import Category, ImageSize, load_category
+from synth.data.size import MAX_SIDE, SizeParam
 from synth.cli import run_command_line
 from synth.errors import SynthError
 from synth.provenance import portable_value
 from synth.shards import MANIFEST, read_manifest, verify_dataset
 
 DEFAULT_ANOMALY_FRACTION = 0.25
+DEFAULT_SIDE = 256  # images of a saved model that recorded no size
+MIN_DETECTOR_SIDE = 32  # the backbone's coarsest tap has stride 32
 log = logging.getLogger("detectors")
 
 
@@ -45,7 +48,9 @@ def data_options(command):
         click.option("--data", "root", type=click.Path(path_type=Path), default=None,
                      help="Dataset root (MVTec AD, MPDD, BTAD, VisA or folder); built-in categories without it."),
         click.option("--category", required=True, help="Category name."),
-        click.option("--size", type=click.IntRange(32), default=256, show_default=True, help="Image side in pixels."),
+        click.option("--size", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default="256", show_default=True,
+                     help=f"Image size in pixels: a side (256) or HEIGHTxWIDTH (256x512), {MIN_DETECTOR_SIDE} to "
+                          f"{MAX_SIDE} per side."),
         click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
                      help="Feature backbone (default: each detector's default, efficientnet-lite0)."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -145,14 +150,14 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     if out and (out / "metrics.json").exists() and not overwrite:
         raise SynthError(f"{out} already holds metrics; pass --overwrite to replace them")
     detector = load_detector(model)
-    size = detector.config.size or 256
+    size = detector.config.image_size() or ImageSize.square(DEFAULT_SIDE)
     test = TestSet.from_category(load_category(root, category, size=size), size)
     result, maps = evaluate_on_test_set(detector, test)
     click.echo(markdown_table([result]), nl=False)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({
-            "model": portable_value(str(model), {}), "category": category, "size": size, "score_seconds": result.score_seconds,
+            "model": portable_value(str(model), {}), "category": category, **size.record(), "score_seconds": result.score_seconds,
             **result.metrics, "intervals": result.intervals, "image_scores": result.image_scores,
             "training": result.training, **labels_and_defects(test)}, indent=2) + "\n")
         write_overlays(out / "overlays", detector.name, test, maps, overlays)

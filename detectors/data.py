@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth.data import Category
+from synth.data import Category, ImageSize
 from synth.data.images import decode_bytes, resize
 from synth.errors import SynthError
 from synth.hub import is_hub_id
@@ -53,8 +53,8 @@ class TrainingSet:
             raise SynthError(f"training images differ in size: {sorted(sizes)}")
 
     @property
-    def size(self) -> int:
-        return self.normal[0].shape[0]
+    def size(self) -> ImageSize:
+        return ImageSize.of(self.normal[0])
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         """One epoch: every normal image once (shuffled), each batch topped up with random anomalies."""
@@ -76,12 +76,12 @@ class TrainingSet:
     def anomalous_images(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Images (B, H, W, 3) and masks (B, H, W) of the anomalous samples at ``indices``."""
         if not len(indices):
-            return self._empty(), np.zeros((0, self.size, self.size), np.uint8)
+            return self._empty(), np.zeros((0, *self.size.shape), np.uint8)
         return (np.stack([self.anomalous[i][0] for i in indices]),
                 np.stack([self.anomalous[i][1] for i in indices]))
 
     def _empty(self) -> np.ndarray:
-        return np.zeros((0, self.size, self.size, 3), np.uint8)
+        return np.zeros((0, *self.size.shape, 3), np.uint8)
 
 
 def training_set(category: Category, anomalies: Sequence[str | Path] = (), anomaly_fraction: float = 0.0,
@@ -91,8 +91,9 @@ def training_set(category: Category, anomalies: Sequence[str | Path] = (), anoma
     return TrainingSet(category.train_images, anomalous, anomaly_fraction)
 
 
-def read_anomalies(source: str | Path, size: int, limit: int | None = None) -> list[Anomaly]:
-    """(image, mask) pairs at size x size from a synth dataset directory or a Hub dataset id."""
+def read_anomalies(source: str | Path, size: ImageSize | int, limit: int | None = None) -> list[Anomaly]:
+    """(image, mask) pairs resized to ``size`` (a side: square) from a synth dataset directory or a Hub dataset id."""
+    size = ImageSize.coerce(size)
     table = _read_table(source)
     if table.num_rows == 0:
         raise SynthError(f"the shards of {source} hold no rows")
@@ -125,7 +126,7 @@ def _read_table(source: str | Path) -> pa.Table:
         raise SynthError(f"cannot load Hub dataset {source}: {str(error).splitlines()[0]}") from None
 
 
-def _decode(cell: dict | None, flag: int, source: str | Path, size: int) -> np.ndarray:
+def _decode(cell: dict | None, flag: int, source: str | Path, size: ImageSize) -> np.ndarray:
     data = (cell or {}).get("bytes")
     image = decode_bytes(data, flag) if data else None
     if image is None:

@@ -5,7 +5,7 @@ xcyao00/PRNet: frozen features of the three finer scales; per scale, K = 10% of 
 prototype feature maps from k-means over the flattened maps of the normal images; residual
 (f - p)^2 to the nearest prototype map (L2 over the whole map); one multi-scale fusion module
 (MSFF) applied to the features and to the residuals, their concatenation per scale through
-multi-size self-attention (patch sides H, H/2, H/4, H/8; depthwise q/k/v projections; a residual
+multi-size self-attention (patch sides H, H/2, H/4, H/8 of the H x H map; depthwise q/k/v projections; a residual
 block fusing the four sizes), a second fusion, then a U-Net decoder that starts from the stride-32
 features and takes the fused maps as skips, ending in a one-channel segmentation map at the image
 size. Loss: smooth L1 on the sigmoid map + 5 x focal loss (alpha 0.5, gamma 4); Adam (lr 1e-4,
@@ -24,7 +24,8 @@ Departures (also in docs/detectors.md):
 * Checkpoints are selected on held-out synthetic rows (the re-implementation validates on the
   test set).
 * The network depends on the image size (attention over whole-map patches); it is built on the
-  first ``fit`` and rebuilt from the saved prototypes on load.
+  first ``fit`` and rebuilt from the saved prototypes on load. On a non-square H x W map the patches
+  are (H/n) x (W/n) for n = 1, 2, 4, 8 (the same n x n grids of patches as on a square map).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from detectors.base import AtLeastOne, register
 from detectors.data import TrainingSet
 from detectors.losses import binary_focal_loss
 from detectors.synthetic import SyntheticConfig, SyntheticDetector, cache_features
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 
 RESIDUAL_STRIDES = STRIDES[:3]  # the three finer scales get prototypes, residuals and attention
-SIZE_MULTIPLE = 128  # stride 16 x the finest attention patch split (H / 8)
+SIZE_MULTIPLE = 128  # stride 16 x the finest attention patch split (H / 8), for height and width
 
 
 @dataclass
@@ -128,27 +130,28 @@ class DepthwiseProjection(nn.Module):
 
 
 class MultiSizeAttention(nn.Module):
-    """Self-attention among non-overlapping patches of side H, H/2, H/4 and H/8, fused by a residual block."""
+    """Self-attention among non-overlapping patches of the (H, W) map cut into n x n patches for
+    n = 1, 2, 4, 8 (sides H, H/2, H/4 and H/8 on a square map), fused by a residual block."""
 
-    def __init__(self, channels: int, height: int) -> None:
+    def __init__(self, channels: int, shape: tuple[int, int]) -> None:
         super().__init__()
         self.channels = channels
-        self.patches = [height // 2 ** i for i in range(4)]
+        self.patches = [(shape[0] // 2 ** i, shape[1] // 2 ** i) for i in range(4)]
         # Depthwise q/k/v projections of the flattened patch vectors (the re-implementation's choice: a
         # dense projection of C x p x p channels would be far too large).
-        self.projections = nn.ModuleList(DepthwiseProjection(channels * p * p) for p in self.patches)
+        self.projections = nn.ModuleList(DepthwiseProjection(channels * ph * pw) for ph, pw in self.patches)
         self.fuse = ResidualBlock(4 * channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         outputs = []
-        for patch, projection in zip(self.patches, self.projections):
-            rows, cols = height // patch, width // patch
-            tokens = x.reshape(batch, channels, rows, patch, cols, patch).permute(0, 2, 4, 1, 3, 5)
-            tokens = tokens.reshape(batch, rows * cols, -1)  # (B, L, C p p)
+        for (patch_height, patch_width), projection in zip(self.patches, self.projections):
+            rows, cols = height // patch_height, width // patch_width
+            tokens = x.reshape(batch, channels, rows, patch_height, cols, patch_width).permute(0, 2, 4, 1, 3, 5)
+            tokens = tokens.reshape(batch, rows * cols, -1)  # (B, L, C ph pw)
             q, k, v = projection(tokens)
             attention = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1], dim=-1)  # scale 1/dim (re-implementation)
-            out = (attention @ v).reshape(batch, rows, cols, channels, patch, patch)
+            out = (attention @ v).reshape(batch, rows, cols, channels, patch_height, patch_width)
             outputs.append(out.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width))
         return self.fuse(torch.cat(outputs, dim=1))
 
@@ -176,14 +179,15 @@ class Prototypes(nn.Module):
 class PRNetwork(nn.Module):
     """Prototypes -> residuals -> fusion -> multi-size attention -> fusion -> U-Net decoder -> logits."""
 
-    def __init__(self, channels: tuple[int, ...], size: int, prototype_shapes: list[tuple[int, ...]],
+    def __init__(self, channels: tuple[int, ...], size: ImageSize, prototype_shapes: list[tuple[int, ...]],
                  attention_layers: int, full_resolution_head: bool) -> None:
         super().__init__()
         c0, c1, c2, c3 = channels
         self.prototypes = Prototypes(prototype_shapes)
         self.fuse_inputs = MultiScaleFusion((c0, c1, c2))
         self.attention = nn.ModuleList(
-            nn.Sequential(*[MultiSizeAttention(2 * c, size // s) for _ in range(attention_layers)])
+            nn.Sequential(*[MultiSizeAttention(2 * c, (size.height // s, size.width // s))
+                            for _ in range(attention_layers)])
             for c, s in zip((c0, c1, c2), RESIDUAL_STRIDES))
         self.fuse_attended = MultiScaleFusion((2 * c0, 2 * c1, 2 * c2))
         self.up = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
@@ -229,9 +233,9 @@ class PRN(SyntheticDetector):
         return PRNConfig(**{"attention_layers": 3, "batch_size": 48, "epochs": 700, "lr": 1e-4,
                             "full_resolution_head": True, "val_every": 10, "patience": 0, **overrides})
 
-    def _build(self, size: int, prototype_shapes: list[tuple[int, ...]]) -> None:
-        if size % SIZE_MULTIPLE:
-            raise SynthError(f"PRN needs an image size that is a multiple of {SIZE_MULTIPLE}, got {size}")
+    def _build(self, size: ImageSize, prototype_shapes: list[tuple[int, ...]]) -> None:
+        if size.height % SIZE_MULTIPLE or size.width % SIZE_MULTIPLE:
+            raise SynthError(f"PRN needs image sides that are multiples of {SIZE_MULTIPLE}, got {size}")
         torch.manual_seed(self.config.seed)
         self.network = PRNetwork(self.channels, size, prototype_shapes, self.config.attention_layers,
                                  self.config.full_resolution_head)
@@ -274,5 +278,5 @@ class PRN(SyntheticDetector):
                   if f"network.prototypes.scale{i}" in tensors]
         if len(shapes) != 3:
             raise SynthError("saved PRN weights hold no prototypes")
-        self._build(shapes[0][-1] * RESIDUAL_STRIDES[0], shapes)
+        self._build(ImageSize(shapes[0][-2] * RESIDUAL_STRIDES[0], shapes[0][-1] * RESIDUAL_STRIDES[0]), shapes)
         super().load_state_tensors(tensors)

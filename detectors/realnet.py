@@ -192,8 +192,8 @@ class RealNet(SyntheticDetector):
 
     def prepare(self, data: TrainingSet, sources: np.ndarray) -> dict[int, torch.Tensor]:
         """Adaptive feature selection on up to ``afs_samples`` synthetic anomalies."""
-        if data.size % SIZE_MULTIPLE:
-            raise SynthError(f"RealNet needs an image size that is a multiple of {SIZE_MULTIPLE}, got {data.size}")
+        if data.size.height % SIZE_MULTIPLE or data.size.width % SIZE_MULTIPLE:
+            raise SynthError(f"RealNet needs image sides that are multiples of {SIZE_MULTIPLE}, got {data.size}")
         count = min(self.config.afs_samples, len(data.anomalous))
         totals = [torch.zeros(self.backbone.channels[s]) for s in self.strides]
         for start in tqdm(range(0, count, self.config.batch_size), desc="realnet AFS", mininterval=2):

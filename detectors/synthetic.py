@@ -223,7 +223,7 @@ class SyntheticDetector(Detector):
                 for batch in train.batches(config.batch_size, rng):
                     features = cache.batch(batch.normal, batch.anomalous)
                     targets = cache.batch(np.concatenate([batch.normal, sources[kept][batch.anomalous]]), [])
-                    masks = np.concatenate([np.zeros((len(batch.normal), data.size, data.size), np.uint8),
+                    masks = np.concatenate([np.zeros((len(batch.normal), *data.size.shape), np.uint8),
                                             train.anomalous_images(batch.anomalous)[1]])
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         loss = self.loss(features, targets, torch.as_tensor(masks[:, None] > 127, dtype=torch.float32))

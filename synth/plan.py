@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 import synth
 from synth import distributed
-from synth.data import Category, load_category
+from synth.data import Category, ImageSize, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
@@ -49,7 +49,7 @@ class GenerationPlan:
     num_samples: int
     data: Path | None = None
     layout: str | None = None
-    size: int = 256
+    size: ImageSize | int = 256  # a side means a square
     seed: int = 0
     shard_size: int = 1000
     batch_size: int = 1
@@ -70,6 +70,7 @@ class GenerationPlan:
         if self.resume and self.overwrite:
             raise SynthError("--resume and --overwrite exclude each other")
         self.out = Path(self.out)
+        self.size = ImageSize.coerce(self.size)
         self.command = tuple(shlex.split(self.command) if isinstance(self.command, str) else self.command)
         self.settings.category = self.category
         self.settings.size = self.size
@@ -95,10 +96,11 @@ class GenerationPlan:
         return {
             "format": DATASET_FORMAT, "generator": self.generator,
             "generator_params": portable_value(generator.describe(), paths),
-            "settings": portable_value(asdict(self.settings), paths), "category": self.category,
+            "settings": portable_value({**asdict(self.settings), "size": self.size.record()["size"]}, paths),
+            "category": self.category,
             "data": data_role(category.layout) if self.data else None, "layout": category.layout,
             "sources_sha256": hashlib.sha256("\n".join(category.train_ids).encode()).hexdigest(),
-            "size": self.size, "num_samples": self.num_samples, "seed": self.seed, "shard_size": self.shard_size,
+            **self.size.record(), "num_samples": self.num_samples, "seed": self.seed, "shard_size": self.shard_size,
             "num_shards": self.num_shards, "features": features_entry(dataset_features(generator.columns)),
             "command": portable_command(self.command, path_roles(category.layout)), "version": synth.__version__,
             "num_normal_images": len(category), "complete": False,
@@ -129,7 +131,8 @@ def generate_shard(plan: GenerationPlan, shard: int, generator: Generator, categ
         for index, pick, sample in zip(batch, picks, samples):
             rows.append({"image": sample.image, "mask": sample.mask, "index": index, "seed": plan.seed,
                          "source": None if pick is None else category.train_ids[pick], "category": plan.category,
-                         "generator": plan.generator, **sample.params})
+                         "generator": plan.generator, "height": sample.image.shape[0],
+                         "width": sample.image.shape[1], **sample.params})
     return rows
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synth.data import load_category
+from synth.data import ImageSize, load_category
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings, Sample, create_generator, per_sample_rng
 
@@ -25,14 +25,16 @@ def outline(image: np.ndarray, mask: np.ndarray | None, thickness: int = 1) -> n
 
 
 def grid(rows: list[list[np.ndarray]], tile: int) -> np.ndarray:
-    """Tiles (RGB, resized to ``tile``) on a white sheet, row by row."""
+    """Tiles (RGB, ``tile`` px high and as wide as the images' aspect ratio) on a white sheet, row by row."""
+    first = rows[0][0]
+    tile_width = max(1, round(tile * first.shape[1] / first.shape[0]))
     height = len(rows) * tile + (len(rows) + 1) * GAP
-    width = max(len(r) for r in rows) * tile + (max(len(r) for r in rows) + 1) * GAP
+    width = max(len(r) for r in rows) * tile_width + (max(len(r) for r in rows) + 1) * GAP
     sheet = np.full((height, width, 3), 255, np.uint8)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
-            y, x = GAP + r * (tile + GAP), GAP + c * (tile + GAP)
-            sheet[y:y + tile, x:x + tile] = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
+            y, x = GAP + r * (tile + GAP), GAP + c * (tile_width + GAP)
+            sheet[y:y + tile, x:x + tile_width] = cv2.resize(image, (tile_width, tile), interpolation=cv2.INTER_AREA)
     return sheet
 
 
@@ -42,7 +44,7 @@ def contact_sheet(normals: list[np.ndarray], samples: list[Sample], tile: int = 
 
 
 def preview(generator: str, settings: GeneratorSettings, data: Path | None, category: str,
-            layout: str | None, size: int, count: int, seed: int, tile: int = 128) -> np.ndarray:
+            layout: str | None, size: ImageSize, count: int, seed: int, tile: int = 128) -> np.ndarray:
     """Make ``count`` samples exactly as `synth gen` would (same seed, same indices) and lay them out."""
     if count <= 0:
         raise SynthError(f"-n must be positive, got {count}")
@@ -58,7 +60,7 @@ def preview(generator: str, settings: GeneratorSettings, data: Path | None, cate
 
 
 def strength_sweep(settings: GeneratorSettings, data: Path | None, category: str, layout: str | None,
-                   size: int, strengths: list[float], count: int, seed: int, tile: int = 128) -> np.ndarray:
+                   size: ImageSize, strengths: list[float], count: int, seed: int, tile: int = 128) -> np.ndarray:
     """SDAS at several strengths from the same seeds: one row per sample, one column per s
     (RealNet's Fig. 3a). Sample i uses the same noise at every s, so only the strength differs."""
     if count <= 0:

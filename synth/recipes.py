@@ -10,6 +10,7 @@ from typing import Any
 
 from synth.data import BUILTIN_CATEGORIES
 from synth.data.layouts import detect_layout
+from synth.data.size import ImageSize
 from synth.diffusion.presets import get_preset
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
@@ -34,7 +35,7 @@ class Recipe:
     name: str
     layout: str | None
     data: Path | None
-    size: int
+    size: ImageSize
     num_samples: int
     strength: tuple[float, float]
     sampling_steps: int
@@ -72,6 +73,14 @@ def check_keys(path: Path, where: str, table: Any, allowed: set[str] | None) -> 
         raise SynthError(f"recipe {path}: unknown key {unknown[0]!r} in {where}; known: {', '.join(sorted(allowed))}")
 
 
+def recipe_size(path: Path, value: Any) -> ImageSize:
+    """The recipe's image size: a side or "HxW"; a bad one names the recipe."""
+    try:
+        return ImageSize.coerce(value)
+    except SynthError as error:
+        raise SynthError(f"recipe {path}: [recipe] size: {error}") from None
+
+
 def whole_number(path: Path, where: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an integer of at least ``minimum``, or a SynthError naming the recipe key."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -89,7 +98,7 @@ def load_recipe(path: Path) -> Recipe:
     if not categories:
         raise SynthError(f"recipe {path} lists no [categories.NAME] tables")
     number = {key: whole_number(path, f"[recipe] {key}", head.get(key, default), minimum)
-              for key, default, minimum in (("size", 256, 8), ("num_samples", 10000, 1), ("sampling_steps", 20, 1),
+              for key, default, minimum in (("num_samples", 10000, 1), ("sampling_steps", 20, 1),
                                             ("seed", 0, 0))}
     for key in ("steps", "batch_size"):
         if key in train:
@@ -109,7 +118,7 @@ def load_recipe(path: Path) -> Recipe:
     layout = head.get("layout")
     return Recipe(
         name=safe_name(head.get("name", Path(path).stem), "recipe name"), layout=None if layout == "builtin" else layout,
-        data=Path(head["data"]) if head.get("data") else None, size=number["size"],
+        data=Path(head["data"]) if head.get("data") else None, size=recipe_size(path, head.get("size", 256)),
         num_samples=number["num_samples"], strength=parse_strength(str(head.get("strength", "0.1:0.2"))),
         sampling_steps=number["sampling_steps"], seed=number["seed"], train=train,
         categories=[CategoryRecipe(name, c.get("foreground"), c.get("preset"), c.get("train_steps"))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synth.backbones import create_backbone
-from synth.data import load_category
+from synth.data import ImageSize, load_category
 from synth.data.images import decode_bytes
 from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
@@ -123,7 +123,7 @@ class FeatureExtractor:
         return np.concatenate(rows)
 
 
-def load_real(data: Path | None, category: str, size: int, layout: str | None,
+def load_real(data: Path | None, category: str, size: ImageSize | int, layout: str | None,
               extractor: FeatureExtractor) -> RealImages:
     """The category's normal training images at ``size`` and their features."""
     source = load_category(data, category, layout, size)
@@ -272,10 +272,11 @@ def score_dataset(directory: Path, category: str | None, data: Path | None, layo
         raise SynthError(f"{directory} names no category; pass --category")
     images, group = dataset_images(directory, count)
     extractor = FeatureExtractor()
-    real = load_real(data, category, images.shape[1], layout, extractor)
+    size = ImageSize.of(images[0])
+    real = load_real(data, category, size, layout, extractor)
     label = manifest.get("generator", "dataset")
     return {"kind": "dataset", "dataset": Path(directory).name, "category": category,
-            "generator": manifest.get("generator"), "size": int(images.shape[1]),
+            "generator": manifest.get("generator"), "size": size.record()["size"],
             "real": real_floor(real), "groups": {label: {**group, **group_scores(images, real, extractor)}}}
 
 

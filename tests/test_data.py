@@ -19,10 +19,10 @@ def test_mvtec_layout(mvtec_tree):
     assert len(category) == 6
     assert all(image.shape == (32, 32, 3) and image.dtype == np.uint8 for image in category.train_images)
     assert [item.label for item in category.test] == [0, 0, 1, 1]
-    image, mask = category.test[2].load(32)
+    image, mask = category.test[2].load(category.size)
     assert image.shape == (32, 32, 3) and mask.shape == (32, 32)
     assert set(np.unique(mask)) == {0, 255}
-    assert category.test[0].load(32)[1].max() == 0
+    assert category.test[0].load(category.size)[1].max() == 0
 
 
 def test_btad_layout_with_bmp_masks(tmp_path):
@@ -34,7 +34,7 @@ def test_btad_layout_with_bmp_masks(tmp_path):
     write_image(root / "01/ground_truth/ko/0000.png", np.full((48, 48), 255, np.uint8))
     category = load_category(root, "01", size=24)
     assert category.layout == "btad" and len(category) == 3
-    assert category.test[0].label == 1 and category.test[0].load(24)[1].min() == 255
+    assert category.test[0].label == 1 and category.test[0].load(category.size)[1].min() == 255
 
 
 def test_visa_layout(tmp_path):
@@ -51,7 +51,7 @@ def test_visa_layout(tmp_path):
     (root / "split_csv/1cls.csv").write_text("\n".join(lines) + "\n")
     category = load_category(root, "candle", size=16)
     assert category.layout == "visa" and len(category) == 3
-    assert category.test[0].label == 1 and category.test[0].load(16)[1].max() == 255
+    assert category.test[0].label == 1 and category.test[0].load(category.size)[1].max() == 255
 
 
 def test_folder_layout_converts_gray_and_rgba_and_skips_corrupt(tmp_path, caplog):

@@ -27,9 +27,12 @@ def test_residual_is_taken_to_the_nearest_prototype():
 
 
 def test_multi_size_attention_and_fusion_keep_shapes():
-    attention = MultiSizeAttention(channels=6, height=16)
-    assert attention.patches == [16, 8, 4, 2]
+    attention = MultiSizeAttention(channels=6, shape=(16, 16))
+    assert attention.patches == [(16, 16), (8, 8), (4, 4), (2, 2)]
     assert attention(torch.randn(2, 6, 16, 16)).shape == (2, 6, 16, 16)
+    wide = MultiSizeAttention(channels=6, shape=(8, 24))  # a non-square map: n x n patches of (H/n) x (W/n)
+    assert wide.patches == [(8, 24), (4, 12), (2, 6), (1, 3)]
+    assert wide(torch.randn(2, 6, 8, 24)).shape == (2, 6, 8, 24)
     fusion = MultiScaleFusion((24, 40, 112))
     maps = [torch.randn(1, 24, 32, 32), torch.randn(1, 40, 16, 16), torch.randn(1, 112, 8, 8)]
     assert [m.shape for m in fusion(maps)] == [m.shape for m in maps]

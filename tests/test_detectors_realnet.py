@@ -63,7 +63,7 @@ def test_realnet_rejects_sizes_its_unets_cannot_take():
     data = tiny_training_set(normal=4, anomalies=4)
     data.normal[:] = [image[:96, :96] for image in data.normal]
     data.anomalous[:] = [(image[:96, :96], mask[:96, :96]) for image, mask in data.anomalous]
-    with pytest.raises(SynthError, match="multiple of 128"):
+    with pytest.raises(SynthError, match="multiples of 128"):
         detector.fit(data)
 
 

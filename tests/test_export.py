@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from synth.data import ImageSize
 from synth.data.images import read_mask, read_rgb
 from synth.data.layouts import read_mvtec
 from tests.conftest import run_cli
@@ -39,7 +40,7 @@ def test_mvtec_export_reads_back_with_the_mvtec_reader(dataset, mvtec_tree, tmp_
     out = tmp_path / "export"
     status, stdout, err = run_cli(["export", dataset, "--format", "mvtec", "--data", mvtec_tree, "--out", out], capsys)
     assert status == 0, err
-    category = read_mvtec(out, "widget", SIZE)
+    category = read_mvtec(out, "widget", ImageSize.square(SIZE))
     assert len(category) == 6  # train/good: the fixture's normal images
     expected = rows(dataset)
     empty = {i for i, row in expected.items() if not decode(row["mask"], cv2.IMREAD_GRAYSCALE).any()}
@@ -47,7 +48,7 @@ def test_mvtec_export_reads_back_with_the_mvtec_reader(dataset, mvtec_tree, tmp_
     assert len(category.test) == 12
     for item in category.test:
         row = expected[int(item.path.stem)]
-        image, mask = item.load(SIZE)
+        image, mask = item.load(category.size)
         assert np.array_equal(image, cv2.cvtColor(decode(row["image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
         assert np.array_equal(mask, decode(row["mask"], cv2.IMREAD_GRAYSCALE))
         assert item.label == (int(item.path.stem) not in empty)
@@ -63,7 +64,7 @@ def test_folder_export_puts_images_beside_masks(dataset, tmp_path, capsys):
     for index, row in expected.items():
         image = read_rgb(out / "images" / f"{index:03d}.png")
         assert np.array_equal(image, cv2.cvtColor(decode(row["image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-        mask = read_mask(out / "masks" / f"{index:03d}.png", SIZE)
+        mask = read_mask(out / "masks" / f"{index:03d}.png", ImageSize.square(SIZE))
         assert np.array_equal(mask, decode(row["mask"], cv2.IMREAD_GRAYSCALE))
     assert not (out / "normal").exists()  # no --data: no normal images
 

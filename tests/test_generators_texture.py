@@ -33,7 +33,7 @@ def flat(value: int, size: int = SIZE) -> np.ndarray:
 
 
 def constant_textures(*values: int) -> TextureSource:
-    return TextureSource("test", [f"flat{v}" for v in values], lambda index, size: flat(values[index], size))
+    return TextureSource("test", [f"flat{v}" for v in values], lambda index, size: np.full((*size.shape, 3), values[index], np.uint8))
 
 
 @pytest.fixture

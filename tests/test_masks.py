@@ -18,11 +18,11 @@ def test_perlin_noise_range_and_shape():
 
 
 def test_perlin_mask_binary_and_deterministic():
-    masks = [perlin_mask(64, np.random.default_rng(i)) for i in range(20)]
+    masks = [perlin_mask((64, 64), np.random.default_rng(i)) for i in range(20)]
     assert all(set(np.unique(m)) <= {0, 255} for m in masks)
     coverage = np.mean([m.mean() / 255 for m in masks])
     assert 0.005 < coverage < 0.5
-    assert (perlin_mask(64, np.random.default_rng(3)) == masks[3]).all()
+    assert (perlin_mask((64, 64), np.random.default_rng(3)) == masks[3]).all()
 
 
 def bright_disc(size: int = 64) -> np.ndarray:

@@ -228,3 +228,13 @@ def test_commands_and_docs_name_no_local_path(run, tmp_path: Path) -> None:
     assert "../shared/data/mvtec" in section and "--out DIR/bench/bottle/draem/realnet/seed0 " in section
     assert "sdas/realnet (no SDAS model in ./models for DIR/shards/metal_plate/sdas/seed0)" in section
     assert "metal_plate, the paper's claim (RealNet trained on SDAS vs. on DTD anomalies): not determined" in section
+
+
+def test_a_non_square_size_reaches_every_command_and_names_its_record(matrix, tmp_path: Path) -> None:
+    from synth.data import ImageSize
+
+    wide = matrix.Matrix(tmp_path / "work", size=ImageSize(64, 128), seeds=1, generators=("draem",),
+                         detectors=("prn",))
+    assert {option(wide.command(unit), "--size") for unit in matrix.units(wide)} == {"64x128"}
+    assert matrix.default_record(wide.size).name == "matrix-64x128px"
+    assert matrix.default_record(ImageSize.square(128)).name == "matrix-128px"  # the recorded results' folder

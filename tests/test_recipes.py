@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from synth.data import ImageSize
 from synth.errors import SynthError
 from synth.masks.foreground import REALNET_RULES, check_rule
 from synth.recipes import load_recipe, select
@@ -19,7 +20,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_sia_recipes_cover_realnets_36_categories(name, count):
     recipe = load_recipe(RECIPES / f"{name}.toml")
     assert len(recipe.categories) == count
-    assert recipe.size == 256 and recipe.num_samples == 10000 and recipe.strength == (0.1, 0.2)
+    assert recipe.size == ImageSize.square(256) and recipe.num_samples == 10000 and recipe.strength == (0.1, 0.2)
     assert recipe.sampling_steps == 20
     assert all(check_rule(c.foreground) == REALNET_RULES.get(c.name, c.foreground) for c in recipe.categories)
 

@@ -18,7 +18,7 @@ import pytest
 from detectors import bench
 from detectors.cli import load_training
 from detectors.cli import main as detectors_main
-from synth.data import load_category
+from synth.data import ImageSize, load_category
 from synth.errors import SynthError
 from synth.plan import GenerationPlan, run_plan
 from synth.shards import ShardWriter
@@ -263,7 +263,7 @@ def test_run_dry_run_checks_the_data_root(tmp_path, capsys):
 def test_eval_refuses_a_mask_of_another_size(mvtec_tree):
     write_image(mvtec_tree / "widget/ground_truth/scratch/000_mask.png", np.zeros((20, 20), np.uint8))
     with pytest.raises(SynthError, match="mask .* is 20x20 but its image is 48x48"):
-        bench.TestSet.from_category(load_category(mvtec_tree, "widget", size=32), 32)
+        bench.TestSet.from_category(load_category(mvtec_tree, "widget", size=32), ImageSize.square(32))
 
 
 def test_incomplete_dataset_card_and_warning(tmp_path, monkeypatch, caplog):

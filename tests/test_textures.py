@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synth.data import textures
+from synth.data import ImageSize, textures
 from synth.data.textures import builtin_textures, folder_textures, open_textures
 from synth.errors import SynthError
 from tests.conftest import real_data, write_image
@@ -58,28 +58,29 @@ def test_missing_or_empty_folder_is_a_synth_error(tmp_path):
 
 def test_textures_resized_cached_and_read_only(dtd):
     source = folder_textures(dtd)
-    texture = source.image(2, 32)
-    assert texture.shape == (32, 32, 3) and texture.dtype == np.uint8
-    assert source.image(2, 32) is texture and not texture.flags.writeable
+    texture = source.image(2, ImageSize(32, 48))
+    assert texture.shape == (32, 48, 3) and texture.dtype == np.uint8
+    assert source.image(2, ImageSize(32, 48)) is texture and not texture.flags.writeable
 
 
 def test_cache_is_bounded():
-    source = textures.TextureSource("t", ["a", "b", "c"], lambda i, size: np.full((size, size, 3), i, np.uint8),
+    source = textures.TextureSource("t", ["a", "b", "c"], lambda i, size: np.full((*size.shape, 3), i, np.uint8),
                                     cache_bytes=2 * 16 * 16 * 3)
-    first = source.image(0, 16)
-    source.image(1, 16), source.image(2, 16)
-    assert source.image(0, 16) is not first and len(source._cache) == 2
+    side = ImageSize.square(16)
+    first = source.image(0, side)
+    source.image(1, side), source.image(2, side)
+    assert source.image(0, side) is not first and len(source._cache) == 2
 
 
 def test_builtin_fallback_warns_once(caplog):
     open_textures.cache_clear()
     textures._say_builtin_once.cache_clear()
     with caplog.at_level(logging.WARNING, logger="synth"):
-        first = open_textures(None, ("brick", "coffee"), (), 32)
-        open_textures(None, ("brick",), (), 32)
+        first = open_textures(None, ("brick", "coffee"), (), ImageSize.square(32))
+        open_textures(None, ("brick",), (), ImageSize.square(32))
     assert sum("built-in textures" in r.message for r in caplog.records) == 1
     assert {i.split("/")[0] for i in first.ids} == {"skimage:brick", "skimage:coffee"}
-    assert first.image(0, 32).shape == (32, 32, 3)
+    assert first.image(0, ImageSize(32, 24)).shape == (32, 24, 3)
     with pytest.raises(SynthError, match="unknown texture class"):
         builtin_textures(("velvet",))
 
@@ -88,4 +89,4 @@ def test_builtin_fallback_warns_once(caplog):
 def test_real_dtd():
     source = folder_textures(real_data("dtd"))
     assert len(source) >= 1000 and len({i.split("/")[0] for i in source.ids}) == 10
-    assert source.image(0, 64).shape == (64, 64, 3)
+    assert source.image(0, ImageSize(64, 128)).shape == (64, 128, 3)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from synth.data import DEFAULT_CATEGORY
+from synth.data.size import MAX_SIDE, MIN_SIDE, SizeParam
 from synth.generators import GeneratorSettings
 from synth.errors import SynthError
 from synth.masks import RULES, check_rule
@@ -47,7 +48,8 @@ data_options = _compose(
                  help="Dataset root (MVTec AD, MPDD, BTAD, VisA or a folder); omit for the embedded photos."),
     click.option("--category", default=DEFAULT_CATEGORY, show_default=True, help="Category to read."),
     click.option("--layout", default=None, help="mvtec, btad, visa or folder (detected when omitted)."),
-    click.option("--size", type=int, default=256, show_default=True, help="Image side in pixels."),
+    click.option("--size", type=SizeParam(), default="256", show_default=True,
+                 help=f"Image size in pixels: a side (256) or HEIGHTxWIDTH (256x512), {MIN_SIDE} to {MAX_SIDE} per side."),
 )
 
 def _foreground_rule(_: click.Context, __: click.Parameter, value: str | None) -> str | None:

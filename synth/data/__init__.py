@@ -7,20 +7,20 @@ from pathlib import Path
 from synth.data.builtin import BUILTIN_CATEGORIES, DEFAULT_CATEGORY, read_builtin
 from synth.data.category import Category, TestItem
 from synth.data.layouts import LAYOUTS, READERS, detect_layout
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 
-__all__ = ["BUILTIN_CATEGORIES", "DEFAULT_CATEGORY", "LAYOUTS", "Category", "TestItem", "load_category"]
+__all__ = ["BUILTIN_CATEGORIES", "DEFAULT_CATEGORY", "LAYOUTS", "Category", "ImageSize", "TestItem", "load_category"]
 
 
 def load_category(root: str | Path | None, category: str, layout: str | None = None,
-                  size: int = 256, needs_images: bool = True) -> Category:
+                  size: ImageSize | int = 256, needs_images: bool = True) -> Category:
     """Load ``category`` from ``root`` (layout detected unless given), or a built-in one if root is None.
 
     With ``needs_images=False`` (a generator that ignores the normal image, as raw SDAS) and no root,
-    a category that is not built in is returned empty instead of refused.
+    a category that is not built in is returned empty instead of refused. ``size`` may be a side (square).
     """
-    if size < 8:
-        raise SynthError(f"image size must be at least 8, got {size}")
+    size = ImageSize.coerce(size)
     if root is None and not needs_images and category not in BUILTIN_CATEGORIES:
         return Category(category, size, [], [], layout="none")
     if root is None:

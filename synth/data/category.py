@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.data.images import read_pair
+from synth.data.size import ImageSize
 
 
 @dataclass(frozen=True)
@@ -19,17 +20,17 @@ class TestItem:
     defect: str
     mask_path: Path | None = None
 
-    def load(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The RGB image and its {0, 255} mask, both resized to size x size."""
+    def load(self, size: ImageSize) -> tuple[np.ndarray, np.ndarray]:
+        """The RGB image and its {0, 255} mask, both resized to ``size``."""
         return read_pair(self.path, self.mask_path if self.label else None, size)
 
 
 @dataclass
 class Category:
-    """Normal training images (RGB uint8, size x size, loaded) and test items (loaded on demand)."""
+    """Normal training images (RGB uint8 at ``size``, loaded) and test items (loaded on demand)."""
 
     name: str
-    size: int
+    size: ImageSize
     train_images: list[np.ndarray]
     train_ids: list[str]
     test: list[TestItem] = field(default_factory=list)

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from synth.data.size import ImageSize, stretch_note
 from synth.errors import SynthError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -56,13 +57,13 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return image[:, :, :3]
 
 
-def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """Resize to size x size (a mask should use ``cv2.INTER_NEAREST``)."""
-    if image.shape[0] == size and image.shape[1] == size:
+def resize(image: np.ndarray, size: ImageSize, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Resize to ``size`` (a mask should use ``cv2.INTER_NEAREST``)."""
+    if image.shape[:2] == size.shape:
         return image
-    if interpolation == cv2.INTER_AREA and (image.shape[0] < size or image.shape[1] < size):
+    if interpolation == cv2.INTER_AREA and (image.shape[0] < size.height or image.shape[1] < size.width):
         interpolation = cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+    return cv2.resize(image, size.dsize, interpolation=interpolation)
 
 
 @contextmanager
@@ -98,7 +99,7 @@ def decode_file(path: Path, flag: int) -> np.ndarray | None:
     return None if data is None else decode_bytes(data, flag)
 
 
-def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
+def read_rgb(path: Path, size: ImageSize | None = None) -> np.ndarray:
     """Read an image file as RGB uint8, optionally resized; raise ``SynthError`` if unreadable."""
     image = decode_file(path, cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -111,12 +112,11 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     return resize(image, size) if size else image
 
 
-def read_mask(path: Path | None, size: int, shape: tuple[int, int] | None = None,
-              image_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(path: Path | None, size: ImageSize, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a ground-truth mask as HxW uint8 {0, 255}; an absent mask is all zeros. With
     ``image_shape`` (its image's HxW before resizing), a mask of another size is an error."""
     if path is None:
-        return np.zeros(shape or (size, size), np.uint8)
+        return np.zeros(size.shape, np.uint8)
     mask = decode_file(path, cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise SynthError(f"cannot read mask {path}")
@@ -127,23 +127,32 @@ def read_mask(path: Path | None, size: int, shape: tuple[int, int] | None = None
     return np.where(mask > 127, 255, 0).astype(np.uint8)
 
 
-def read_pair(image_path: Path, mask_path: Path | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """An image and its mask (all zeros when None) at size x size; a mask of another size is an error."""
+def read_pair(image_path: Path, mask_path: Path | None, size: ImageSize) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its mask (all zeros when None) at ``size``; a mask of another size is an error."""
     image = read_rgb(image_path)
     return resize(image, size), read_mask(mask_path, size, image_shape=image.shape[:2])
 
 
-def read_many(paths: list[Path], size: int, what: str) -> tuple[list[np.ndarray], list[Path]]:
-    """Read images, skipping unreadable ones (one log line each, then a count); error if none are left."""
-    images, kept = [], []
+def read_many(paths: list[Path], size: ImageSize, what: str) -> tuple[list[np.ndarray], list[Path]]:
+    """Read images at ``size``, skipping unreadable ones (one log line each, then a count); error if
+    none are left. Images that resizing distorts a lot (``stretch_note``) get one line for the lot."""
+    images, kept, stretched = [], [], []
     for path in paths:
         try:
-            images.append(read_rgb(path, size))
-            kept.append(path)
+            image = read_rgb(path)
         except SynthError as error:
             warn_once(f"skipping: {error}")
+            continue
+        note = stretch_note(image.shape[:2], size)
+        if note:
+            stretched.append(f"{path.name} {image.shape[0]}x{image.shape[1]}: {note}")
+        images.append(resize(image, size))
+        kept.append(path)
     if not images:
         raise SynthError(f"no readable images in {what}")
     if len(kept) < len(paths):
         warn_once(f"skipped {len(paths) - len(kept)} of {len(paths)} images in {what} (unreadable)")
+    if stretched:
+        warn_once(f"{len(stretched)} of {len(kept)} images in {what} are much distorted by resizing to {size} "
+                  f"(e.g. {stretched[0]})")
     return images, kept

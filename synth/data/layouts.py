@@ -8,6 +8,7 @@ from typing import Callable
 
 from synth.data.category import Category, TestItem
 from synth.data.images import list_images, read_many
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 
 LAYOUTS = ("mvtec", "btad", "visa", "folder")
@@ -22,7 +23,7 @@ def _mask_for(gt_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_split_tree(root: Path, category: str, size: int, normal: str, layout: str) -> Category:
+def _read_split_tree(root: Path, category: str, size: ImageSize, normal: str, layout: str) -> Category:
     base = root / category
     train_paths = list_images(base / "train" / normal)
     if not train_paths:
@@ -39,17 +40,17 @@ def _read_split_tree(root: Path, category: str, size: int, normal: str, layout: 
     return Category(category, size, images, ids, test, layout, root)
 
 
-def read_mvtec(root: Path, category: str, size: int) -> Category:
+def read_mvtec(root: Path, category: str, size: ImageSize) -> Category:
     """MVTec AD / MPDD: CATEGORY/train/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png."""
     return _read_split_tree(root, category, size, "good", "mvtec")
 
 
-def read_btad(root: Path, category: str, size: int) -> Category:
+def read_btad(root: Path, category: str, size: ImageSize) -> Category:
     """BTAD: CATEGORY/train/ok, test/{ok,ko}, ground_truth/ko/<stem>.(png|bmp)."""
     return _read_split_tree(root, category, size, "ok", "btad")
 
 
-def read_visa(root: Path, category: str, size: int) -> Category:
+def read_visa(root: Path, category: str, size: ImageSize) -> Category:
     """VisA: split_csv/1cls.csv with columns object, split, label, image, mask (paths relative to ROOT)."""
     table = root / "split_csv" / "1cls.csv"
     with open(table, newline="") as handle:
@@ -69,7 +70,7 @@ def read_visa(root: Path, category: str, size: int) -> Category:
     return Category(category, size, images, [str(p.relative_to(root)) for p in kept], test, "visa", root)
 
 
-def read_folder(root: Path, category: str, size: int) -> Category:
+def read_folder(root: Path, category: str, size: ImageSize) -> Category:
     """A plain folder of normal images: ROOT/CATEGORY if it exists, else ROOT itself."""
     folder = root / category if (root / category).is_dir() else root
     paths = list_images(folder)

@@ -19,6 +19,7 @@ import numpy as np
 
 from synth.data.builtin import read_builtin
 from synth.data.images import is_image_file, read_rgb, resize
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 
 # skimage.data photos shipped inside the wheel (no download); their names act as classes
@@ -32,14 +33,14 @@ log = logging.getLogger("synth")
 
 class TextureSource:
     """Textures by index: ``ids[i]`` is the id recorded in each row, ``image(i, size)`` the RGB
-    texture resized to size x size (DRAEM resizes its texture to the image size)."""
+    texture resized to ``size`` (DRAEM resizes its texture to the image size)."""
 
-    def __init__(self, description: str, ids: list[str], read: Callable[[int, int], np.ndarray],
+    def __init__(self, description: str, ids: list[str], read: Callable[[int, ImageSize], np.ndarray],
                  cache_bytes: int = CACHE_BYTES):
         self.description = description
         self.ids = ids
         self._read = read
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ImageSize], np.ndarray] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached = 0
 
@@ -50,8 +51,8 @@ class TextureSource:
         """Index of a texture drawn uniformly with ``rng``."""
         return int(rng.integers(len(self.ids)))
 
-    def image(self, index: int, size: int) -> np.ndarray:
-        """Texture ``index`` as RGB uint8 size x size (read-only: copy before writing into it)."""
+    def image(self, index: int, size: ImageSize) -> np.ndarray:
+        """Texture ``index`` as RGB uint8 at ``size`` (read-only: copy before writing into it)."""
         key = (index, size)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -107,7 +108,8 @@ def folder_textures(root: Path, include: tuple[str, ...] = (), exclude: tuple[st
                          lambda index, size: read_rgb(paths[index], size))
 
 
-def builtin_textures(include: tuple[str, ...] = (), exclude: tuple[str, ...] = (), size: int = 256) -> TextureSource:
+def builtin_textures(include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+                     size: ImageSize = ImageSize.square(256)) -> TextureSource:
     """Fixed random crops of scikit-image's photos; the photo names are the classes."""
     keep = _select(list(BUILTIN_PHOTOS), list(BUILTIN_PHOTOS), include, exclude, "the built-in textures")
     crops = [read_builtin(BUILTIN_PHOTOS[i], size, BUILTIN_CROPS) for i in keep]
@@ -118,7 +120,7 @@ def builtin_textures(include: tuple[str, ...] = (), exclude: tuple[str, ...] = (
 
 @lru_cache(maxsize=8)
 def open_textures(root: Path | None, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
-                  size: int = 256) -> TextureSource:
+                  size: ImageSize = ImageSize.square(256)) -> TextureSource:
     """The texture source for these settings, shared by every generator of the process (so a mix of
     DRAEM and PRN-HEA decodes each texture once). Without ``root``, the built-in textures, said once."""
     if root is not None:

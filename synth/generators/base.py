@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 from synth.strength import parse_range
 
@@ -31,7 +32,7 @@ class GeneratorSettings:
     """Everything a generator may need beyond the image: chosen on the command line or by a recipe."""
 
     category: str = ""
-    size: int = 256
+    size: ImageSize = ImageSize.square(256)
     data: Path | None = None  # the category's data root (None: built-in), for generators that need its other images
     layout: str | None = None
     foreground: str | None = None  # a foreground rule name, None = the category's default rule
@@ -41,6 +42,9 @@ class GeneratorSettings:
     strength: tuple[float, float] | None = None  # SDAS strength range s (lo, hi); lo == hi for a fixed s
     mix: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # generator-specific options (e.g. model path)
+
+    def __post_init__(self) -> None:
+        self.size = ImageSize.coerce(self.size)
 
     def flag(self, key: str, default: bool = False) -> bool:
         """A boolean generator option (``-o KEY=true``, or a CLI flag stored in ``extra``)."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from synth.data.size import ImageSize
 from synth.data.textures import TextureSource, open_textures
 from synth.generators.augment import NUM_OPS, random_augment, rotate
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
@@ -35,7 +36,7 @@ def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, beta: float) 
 def region(normal: np.ndarray, rule: str | None, rng: np.random.Generator) -> np.ndarray:
     """A non-empty Perlin mask, restricted to the foreground of ``normal`` under ``rule`` if given."""
     foreground = foreground_mask(normal, rule) if rule is not None else None
-    return anomaly_mask(foreground, rng, size=normal.shape[0])
+    return anomaly_mask(foreground, rng, shape=normal.shape[:2])
 
 
 def settings_textures(settings: GeneratorSettings) -> TextureSource:
@@ -56,7 +57,7 @@ class TextureAnomaly(Generator):
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
         index = self.textures.pick(rng)
-        texture, ops = random_augment(self.textures.image(index, normal.shape[0]), rng, self.num_ops)
+        texture, ops = random_augment(self.textures.image(index, ImageSize.of(normal)), rng, self.num_ops)
         mask = region(normal, self.foreground, rng)
         beta = float(rng.uniform(*self.beta_range))
         params = {"texture": self.textures.ids[index], "ops": ops, "beta": beta}

@@ -26,19 +26,22 @@ GRID = 8
 
 
 def shuffle_grid(image: np.ndarray, grid: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
-    """Cut the image into grid x grid equal tiles and put them back in a random order.
+    """Cut the image into grid x grid equal tiles (as wide and as tall as the image's width and
+    height allow) and put them back in a random order.
 
     Returns the image and the permutation (tile ``k`` of the output is tile ``order[k]`` of the
-    input, row-major). When the side is not a multiple of ``grid`` the last rows/columns stay put.
+    input, row-major). When a side is not a multiple of ``grid`` the last rows/columns stay put.
     """
-    tile = image.shape[0] // grid
-    if tile == 0:
-        raise SynthError(f"grid {grid} is finer than the {image.shape[0]}-pixel image")
-    side = tile * grid
+    tile_height, tile_width = image.shape[0] // grid, image.shape[1] // grid
+    if min(tile_height, tile_width) == 0:
+        raise SynthError(f"grid {grid} is finer than the {image.shape[0]}x{image.shape[1]} image")
+    height, width = tile_height * grid, tile_width * grid
     order = rng.permutation(grid * grid)
-    tiles = image[:side, :side].reshape(grid, tile, grid, tile, -1).swapaxes(1, 2).reshape(grid * grid, tile, tile, -1)
+    tiles = (image[:height, :width].reshape(grid, tile_height, grid, tile_width, -1).swapaxes(1, 2)
+             .reshape(grid * grid, tile_height, tile_width, -1))
     out = image.copy()
-    out[:side, :side] = tiles[order].reshape(grid, grid, tile, tile, -1).swapaxes(1, 2).reshape(side, side, -1)
+    out[:height, :width] = (tiles[order].reshape(grid, grid, tile_height, tile_width, -1).swapaxes(1, 2)
+                            .reshape(height, width, -1))
     return out, [int(k) for k in order]
 
 
@@ -76,8 +79,8 @@ class PrnHomogeneous(Generator):
             grid = int(grid)
         except ValueError:
             raise SynthError(f"option grid must be an integer, got {grid!r}") from None
-        if grid > settings.size:
-            raise SynthError(f"grid {grid} is finer than the {settings.size}-pixel image")
+        if grid > min(settings.size.shape):
+            raise SynthError(f"grid {grid} is finer than the {settings.size.height}x{settings.size.width} image")
         return cls(object_rule(settings), grid)
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:

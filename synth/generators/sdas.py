@@ -4,6 +4,10 @@ Each image is sampled from the category's DDPM with the reverse variance widened
 (``synth.diffusion.sampler``). Raw mode writes the sampled images P as they are (RealNet's SIA set);
 ``blend`` composites them into a normal image I through a Perlin ∩ foreground mask M:
 A = (1 − M)·I + M·(δ·P + (1 − δ)·I), δ ~ U[0.5, 1].
+
+The DDPM samples squares of its preset size. Each side of ``--size`` must be that size times 1, 2 or 4;
+P is resized to the image's height and width (``upscaled`` in the row). A non-square size stretches P,
+which only ``blend`` accepts (a raw sample would be a distorted image of the category).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from synth.diffusion.models import find_model
 from synth.diffusion.precision import fast_bf16, precision_name
 from synth.diffusion.sampler import SDASSampler, to_uint8, torch_generator
 from synth.diffusion.schedule import DEFAULT_SPACING
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
 from synth.masks import anomaly_mask, default_rule, foreground_mask
@@ -41,7 +46,7 @@ class SDAS(Generator):
         "blended": "bool", "delta": "float64",
     }
 
-    def __init__(self, model_dir: str, category: str, size: int, strength: tuple[float, float] = DEFAULT_STRENGTH,
+    def __init__(self, model_dir: str, category: str, size: ImageSize, strength: tuple[float, float] = DEFAULT_STRENGTH,
                  steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
                  foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None,
                  spacing: str = DEFAULT_SPACING) -> None:
@@ -50,10 +55,14 @@ class SDAS(Generator):
         provenance = model_provenance(model_dir)
         self.model_id, self.model_sha256 = provenance["id"], provenance["sha256"]
         self.model_size = self.config.size
-        ratio = size / self.model_size
-        if size < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE:
-            raise SynthError(f"the model makes {self.model_size}x{self.model_size} images; --size {size} must be "
-                             f"it times 1, 2 or 4 (e.g. --size {self.model_size})")
+        ratios = [side / self.model_size for side in size.shape]
+        if any(side < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE
+               for side, ratio in zip(size.shape, ratios)):
+            raise SynthError(f"the model makes {self.model_size}x{self.model_size} images; each side of --size {size} "
+                             f"must be it times 1, 2 or 4 (e.g. --size {self.model_size})")
+        if not size.is_square and not blend:
+            raise SynthError(f"raw SDAS images are the model's {self.model_size}x{self.model_size} squares; "
+                             f"a non-square --size {size} needs --blend (P is then resized to {size.height}x{size.width})")
         if self.config.num_classes and category not in self.config.class_names:
             raise SynthError(f"model {model_dir} was not trained on category {category!r}")
         self.class_label = self.config.class_names.index(category) if self.config.num_classes else None
@@ -105,11 +114,11 @@ class SDAS(Generator):
         images = to_uint8(self.sampler.sample(len(rngs), torch.tensor(strengths), generators, labels))
         samples = []
         for normal, rng, image, s in zip(normals, rngs, images, strengths):
-            if self.size != self.model_size:
-                image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+            upscaled = self.size != ImageSize.square(self.model_size)
+            if upscaled:
+                image = cv2.resize(image, self.size.dsize, interpolation=cv2.INTER_CUBIC)
             params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
-                      "model_size": self.model_size,
-                      "upscaled": self.size != self.model_size, "blended": self.blend}
+                      "model_size": self.model_size, "upscaled": upscaled, "blended": self.blend}
             if self.blend:
                 samples.append(self._blend(normal, image, rng, params))
             else:

@@ -11,13 +11,13 @@ MAX_TRIES = 50
 
 
 def anomaly_mask(foreground: np.ndarray | None, rng: np.random.Generator, threshold: float = THRESHOLD,
-                 size: int | None = None) -> np.ndarray:
-    """Perlin mask ∩ ``foreground`` (HxW {0, 255}); ``foreground=None`` means the whole image of ``size``."""
-    size = foreground.shape[0] if foreground is not None else size
-    if size is None:
-        raise ValueError("give a foreground mask or a size")
+                 shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Perlin mask ∩ ``foreground`` (HxW {0, 255}); ``foreground=None`` means the whole image of ``shape`` (H, W)."""
+    shape = foreground.shape[:2] if foreground is not None else shape
+    if shape is None:
+        raise ValueError("give a foreground mask or a shape")
     for _ in range(MAX_TRIES):
-        mask = perlin_mask(size, rng, threshold)
+        mask = perlin_mask(shape, rng, threshold)
         if foreground is not None:
             mask = np.minimum(mask, foreground)
         if mask.any():

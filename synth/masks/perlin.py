@@ -64,15 +64,17 @@ def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Ge
     return noise
 
 
-def perlin_mask(size: int, rng: np.random.Generator, threshold: float = THRESHOLD) -> np.ndarray:
-    """A binary HxW uint8 {0, 255} mask: Perlin noise with scale 2**randint(0, 6) per axis,
-    rotated by U(-90, 90) degrees, thresholded at ``threshold``."""
+def perlin_mask(shape: tuple[int, int], rng: np.random.Generator, threshold: float = THRESHOLD) -> np.ndarray:
+    """A binary uint8 {0, 255} mask of ``shape`` (H, W): Perlin noise with scale 2**randint(0, 6) periods
+    per axis (over the image's height and width: a non-square image gets stretched cells), rotated by
+    U(-90, 90) degrees about the centre, thresholded at ``threshold``."""
+    height, width = shape
     scale_y = 2 ** int(rng.integers(MIN_SCALE_EXPONENT, MAX_SCALE_EXPONENT))
     scale_x = 2 ** int(rng.integers(MIN_SCALE_EXPONENT, MAX_SCALE_EXPONENT))
-    noise = perlin_noise((size, size), (scale_y, scale_x), rng)
+    noise = perlin_noise((height, width), (scale_y, scale_x), rng)
     angle = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
-    rotation = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, 1.0)
-    noise = cv2.warpAffine(noise, rotation, (size, size), flags=cv2.INTER_LINEAR,
+    rotation = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), angle, 1.0)
+    noise = cv2.warpAffine(noise, rotation, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     _, mask = cv2.threshold(noise, threshold, 255, cv2.THRESH_BINARY)
     return mask.astype(np.uint8)

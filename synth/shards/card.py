@@ -10,6 +10,7 @@ from typing import Any
 import datasets
 import yaml
 
+from synth.data.size import ImageSize
 from synth.shards.writer import DATA_DIR, SPLIT, read_shard_metadata, shard_paths, temporary_path, verify_shards
 
 MANIFEST = "manifest.json"
@@ -129,6 +130,7 @@ def card_body(manifest: dict[str, Any]) -> str:
         "this directory until `synth gen ... --resume` (the command below plus `--resume`) finishes it.\n\n")
     source = (f"a {manifest['layout']}-layout dataset (`source`: paths relative to its root)"
               if manifest.get("data") else "scikit-image (embedded photo)")
+    size = ImageSize.from_record(manifest)
     return f"""# {manifest['category']} — {manifest['generator']} synthetic anomalies
 
 {status}Made with synth {manifest['version']}.
@@ -136,7 +138,7 @@ def card_body(manifest: dict[str, Any]) -> str:
 - Generator: `{manifest['generator']}`
 - Source category: `{manifest['category']}` from {source}
 - Source licence: {manifest.get('source_license') or 'see the source dataset'}
-- Rows: {manifest.get('num_rows', 0) if manifest.get('complete') else f"{manifest['num_samples']} planned"} ({manifest['num_shards']} shards), image size {manifest['size']}x{manifest['size']}, seed {manifest['seed']}
+- Rows: {manifest.get('num_rows', 0) if manifest.get('complete') else f"{manifest['num_samples']} planned"} ({manifest['num_shards']} shards), image size {size.height}x{size.width} (height x width), seed {manifest['seed']}
 - Command: `{manifest['command']}`
 
 Each row holds the anomalous `image`, its binary `mask` (255 = anomalous), the `source` normal image

@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import pyarrow.parquet as pq
 
-from synth.data import BUILTIN_CATEGORIES, load_category
+from synth.data import BUILTIN_CATEGORIES, ImageSize, load_category
 from synth.data.images import decode_bytes
 from synth.errors import SynthError
 from synth.locking import entries, output_lock
@@ -121,7 +121,7 @@ def export_rows(directory: Path, manifest: dict[str, Any], layout: Layout, count
             counts.masks += 1
 
 
-def export_normals(layout: Layout, data: Path | None, category: str, size: int, counts: ExportCounts) -> None:
+def export_normals(layout: Layout, data: Path | None, category: str, size: ImageSize, counts: ExportCounts) -> None:
     """Write the category's normal training images (at the dataset's size) as PNGs."""
     for index, image in enumerate(load_category(data, category, size=size).train_images):
         write_file(layout.train(index), encode_png(image))
@@ -156,7 +156,7 @@ def export_dataset(directory: Path, out: Path, fmt: str = "mvtec", data: Path | 
             counts = ExportCounts()
             export_rows(directory, manifest, layout, counts)
             if data is not None or category in BUILTIN_CATEGORIES:
-                export_normals(layout, data, category, manifest["size"], counts)
+                export_normals(layout, data, category, ImageSize.from_record(manifest), counts)
             for entry in staging.iterdir():
                 entry.rename(out / entry.name)
         except OSError as error:

@@ -16,6 +16,7 @@ from synth.errors import SynthError
 
 BASE_COLUMNS: dict[str, str] = {
     "index": "int64", "seed": "int64", "source": "string", "category": "string", "generator": "string",
+    "height": "int64", "width": "int64",
 }
 DATA_DIR = "data"
 SPLIT = "train"
