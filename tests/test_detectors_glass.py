@@ -12,7 +12,7 @@ from detectors.glass import MANIFOLD_RING, Ring, judge_hypersphere
 from synth.errors import SynthError
 from tiny_defects import check_separates_and_round_trips, tiny_test_set, tiny_training_set
 
-FAST = {"epochs": 3, "batch_size": 8, "val_every": 1, "precision": "fp32", "ascent_steps": 5}
+FAST = {"epochs": 3, "lr": 1e-3, "batch_size": 8, "val_every": 1, "precision": "fp32", "ascent_steps": 5}
 
 
 def _distances(points: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
