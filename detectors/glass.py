@@ -120,7 +120,7 @@ class Glass(SyntheticDetector):
     """Adaptor + discriminator trained on normal features, gradient-ascent global anomalies and local anomalies."""
 
     name = "glass"
-    default_max_steps = 800  # CPU scaling: a fit of at most about 15 min at 256 px on one core
+    default_max_steps = 800  # CPU scaling: about 2 s a step at 256 px on one loaded core (docs/detectors/glass.md)
     config_class = GlassConfig
     config: GlassConfig
 
