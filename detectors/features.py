@@ -35,13 +35,18 @@ def default_embed_dim(backbone: Backbone, strides: Sequence[int], cap: int) -> i
 
 def patch_features(backbone: Backbone, images: np.ndarray, strides: Sequence[int], dim: int) -> torch.Tensor:
     """Patch embeddings (B, h, w, dim) on the grid of the finest stride for RGB uint8 images (B, H, W, 3)."""
-    maps = [F.avg_pool2d(feature, 3, stride=1, padding=1) for feature in backbone(images, strides)]
+    return aggregate_patches(backbone(images, strides), dim)
+
+
+def aggregate_patches(features: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
+    """Patch embeddings (B, h, w, dim) on the grid of the first (finest) of the tapped maps (B, C_k, h_k, w_k)."""
+    maps = [F.avg_pool2d(feature, 3, stride=1, padding=1) for feature in features]
     height, width = maps[0].shape[-2:]
     maps = [maps[0]] + [F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)
                         for m in maps[1:]]
     per_layer = [F.adaptive_avg_pool1d(m.permute(0, 2, 3, 1).reshape(-1, 1, m.shape[1]), dim) for m in maps]
     stacked = torch.cat(per_layer, dim=-1)  # (B*h*w, 1, layers*dim)
-    return F.adaptive_avg_pool1d(stacked, dim).reshape(len(images), height, width, dim)
+    return F.adaptive_avg_pool1d(stacked, dim).reshape(len(features[0]), height, width, dim)
 
 
 def embed_images(embed: Callable[[np.ndarray], torch.Tensor], images: Sequence[np.ndarray], batch_size: int,

@@ -159,6 +159,7 @@ class SyntheticDetector(Detector):
     """
 
     uses_anomalies = True
+    default_max_steps: int = DEFAULT_MAX_STEPS  # the default cap (``epochs`` None), in optimiser steps
     config: SyntheticConfig
     strides: tuple[int, ...]
     backbone: Backbone
@@ -178,6 +179,9 @@ class SyntheticDetector(Detector):
     @abstractmethod
     def score_features(self, features: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Image scores and anomaly maps (``size``) from backbone features (the channels ``prepare`` kept)."""
+
+    def start_epoch(self, cache: FeatureCache) -> None:
+        """Called before every training epoch with the cached features (GLASS recomputes its centre here)."""
 
     def selected_features(self, images: np.ndarray) -> list[torch.Tensor]:
         """The backbone features the networks read (all channels unless a subclass selects some)."""
@@ -214,11 +218,12 @@ class SyntheticDetector(Detector):
         best_state, step = None, 0
         bf16 = config.use_bf16()
         steps_per_epoch = train.num_batches(config.batch_size)
-        default_epochs, default_val_every = epoch_schedule(steps_per_epoch)
+        default_epochs, default_val_every = epoch_schedule(steps_per_epoch, self.default_max_steps)
         epochs, val_every = config.epochs or default_epochs, config.val_every or default_val_every
         max_steps = epochs * steps_per_epoch
         with tqdm(total=max_steps, desc=self.name, mininterval=2) as bar:
             for epoch in range(epochs):
+                self.start_epoch(cache)
                 self._train_mode(True)
                 for batch in train.batches(config.batch_size, rng):
                     features = cache.batch(batch.normal, batch.anomalous)
