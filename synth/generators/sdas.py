@@ -79,8 +79,9 @@ class SDAS(Generator):
             raise SynthError(f"option mask_threshold must be at least 0, got {mask_threshold}")
         self.t0, self.mask_threshold = t0, mask_threshold
         self.mask_source = mask_source or "perlin"
-        # the variants' columns only when a variant is asked for: default rows keep their schema and bytes
-        if t0 is not None or mask_source is not None:
+        # variants are recorded only when asked for: default rows and manifests keep their schema and bytes
+        self.has_variant = t0 is not None or mask_source is not None
+        if self.has_variant:
             self.columns = {**SDAS.columns, **VARIANT_COLUMNS}
 
     @classmethod
@@ -111,14 +112,15 @@ class SDAS(Generator):
         return self.mask_source != "perlin"
 
     def describe(self) -> dict[str, Any]:
+        variant = {"t0": self.t0, "mask": self.mask_source if self.blend else None,
+                   "mask_threshold": self.mask_threshold if self.runs_twin else None} if self.has_variant else {}
         return {"model": self.model_id, "model_sha256": self.model_sha256, "model_preset": self.config.preset,
                 "model_size": self.model_size, "model_steps": self.config.steps, "model_loss": self.config.loss,
                 "precision": precision_name(self.bf16), "strength": list(self.strength),
                 "sampling_steps": self.steps, "spacing": self.spacing,
                 "blend": self.blend, "delta": list(self.delta) if self.blend else None,
                 "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch,
-                "t0": self.t0, "mask": self.mask_source if self.blend else None,
-                "mask_threshold": self.mask_threshold if self.runs_twin else None}
+                **variant}
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
         return self.generate_batch([normal], [rng])[0]
@@ -135,7 +137,7 @@ class SDAS(Generator):
             params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
                       "model_size": self.model_size,
                       "upscaled": self.size != self.model_size, "blended": self.blend}
-            if "t0" in self.columns:
+            if self.has_variant:
                 params.update(t0=self.t0, mask_source=self.mask_source,
                               mask_threshold=self.mask_threshold if self.runs_twin else None)
             if self.blend:
