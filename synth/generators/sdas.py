@@ -189,7 +189,7 @@ class SDAS(Generator):
         return Sample(blended, mask, {**params, "delta": delta})
 
     def _kernel(self) -> int:
-        """The cleaning kernel: 3x3 model pixels' worth of output pixels (3, 5, 9 at 1x, 2x, 4x)."""
+        """The cleaning ellipse's side: 2r + 1 output pixels at upscale ratio r (3, 5, 9 at 1x, 2x, 4x)."""
         return 2 * (self.size // self.model_size) + 1
 
 
