@@ -8,6 +8,11 @@ Per group of samples (a strength s for a model; the whole dataset for a dataset)
   globally pooled EfficientNet-Lite0 features, beside the same KID between two halves of the real
   images (the floor: what "as real as the real images" reads as with this many images);
 - diversity: mean pairwise cosine distance of those features, and the same among the real images.
+- anomaly contrast (``synth.contrast``): for a model, each sample's change from the s = 0 sample of
+  the same seed (the same noise), over the whole image: the median change in grey levels and the
+  share of pixels changed by more than 8 grey levels, so one table shows which s gives visible and
+  still realistic samples; for a blended dataset with ``--data``, the same inside its masks against
+  the source images.
 For a model, also the per-scale ε slopes: on real images noised at timestep t, the least-squares
 slope of the predicted ε on the true ε after averaging both over k x k blocks (k = 1 … size/2) and
 over the whole image ("mean"), pooled over ``SLOPE_DRAWS`` noise draws, with the image-mean slope's
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synth.backbones import create_backbone
+from synth.contrast import VISIBLE, dataset_rows, pixel_change, summarize
 from synth.data import ImageSize, load_category
 from synth.data.images import decode_bytes
 from synth.diffusion.model import ModelConfig, load_model
@@ -249,14 +255,23 @@ def score_model(model: str | Path, category: str | None, data: Path | None, layo
     bf16 = fast_bf16(unet.device) if bf16 is None else bf16
     extractor = FeatureExtractor()
     real = load_real(data, category, config.size, layout, extractor)
-    groups = {}
-    for strength in tqdm(strengths, desc="score", unit="s", disable=not progress):
-        samples = sample_model(unet, config, category, strength, count, steps, spacing, bf16, seed)
-        groups[f"s={strength:g}"] = {"s": strength, **group_scores(samples, real, extractor)}
+    samples = {strength: sample_model(unet, config, category, strength, count, steps, spacing, bf16, seed)
+               for strength in tqdm(strengths, desc="score", unit="s", disable=not progress)}
+    reference = samples[0.0] if 0.0 in samples else \
+        sample_model(unet, config, category, 0.0, count, steps, spacing, bf16, seed)
+    groups = {f"s={strength:g}": {"s": strength, **group_scores(images, real, extractor),
+                                  "contrast": change_from_reference(images, reference)}
+              for strength, images in samples.items()}
     return {"kind": "model", "model": model_provenance(directory), "category": category,
             "model_steps": config.steps, "model_loss": config.loss, "size": config.size,
             "sampling": {"steps": steps, "spacing": spacing, "precision": "bf16" if bf16 else "fp32", "seed": seed},
             "real": real_floor(real), "groups": groups, "epsilon_slopes": epsilon_slopes(unet, config, real)}
+
+
+def change_from_reference(samples: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Anomaly contrast of samples against their s = 0 twins (same seeds), over the whole image."""
+    return summarize((pixel_change(image, twin), np.ones(image.shape[:2], bool))
+                     for image, twin in zip(samples, reference))
 
 
 def score_dataset(directory: Path, category: str | None, data: Path | None, layout: str | None,
@@ -275,9 +290,12 @@ def score_dataset(directory: Path, category: str | None, data: Path | None, layo
     size = ImageSize.of(images[0])
     real = load_real(data, category, size, layout, extractor)
     label = manifest.get("generator", "dataset")
+    contrast = summarize(dataset_rows(directory, data, count)) if data is not None else None
+    masked = contrast is not None and contrast["rows"] > 0  # raw rows have no mask to measure inside
+    group.update(group_scores(images, real, extractor), contrast=contrast if masked else None)
     return {"kind": "dataset", "dataset": Path(directory).name, "category": category,
             "generator": manifest.get("generator"), "size": size.record()["size"],
-            "real": real_floor(real), "groups": {label: {**group, **group_scores(images, real, extractor)}}}
+            "real": real_floor(real), "groups": {label: group}}
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -285,13 +303,20 @@ def report_markdown(report: dict[str, Any]) -> str:
     subject = report["model"]["id"] if report["kind"] == "model" else report["dataset"]
     real = report["real"]
     lines = [f"# Realism of {subject} ({report['category']}, {report['size']} px)", "",
-             "| group | n | colour error (grey levels) | inside colour range ±3 | KID | diversity |",
-             "|---|---|---|---|---|---|"]
+             "| group | n | colour error (grey levels) | inside colour range ±3 | KID | diversity "
+             f"| anomaly change (grey levels) | pixels changed > {VISIBLE} |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, group in report["groups"].items():
+        contrast = group.get("contrast")
+        change = f"{contrast['inside']:.1f} | {contrast['visible']:.0%}" if contrast else "– | –"
         lines.append(f"| {name} | {group['n']} | {group['colour_error']:.2f} | {group['inside_colour_range']:.0%} | "
-                     f"{group['kid']:.3g} ± {group['kid_std']:.2g} | {group['diversity']:.3f} |")
+                     f"{group['kid']:.3g} ± {group['kid_std']:.2g} | {group['diversity']:.3f} | {change} |")
     lines.append(f"| real (halves) | {real['n']} | 0 | 100% | {real['kid_halves']:.3g} ± "
-                 f"{real['kid_halves_std']:.2g} | {real['diversity']:.3f} |")
+                 f"{real['kid_halves_std']:.2g} | {real['diversity']:.3f} | – | – |")
+    where = ("from the s = 0 sample of the same seed, whole image" if report["kind"] == "model"
+             else "inside the masks, from the source images")
+    lines += ["", f"Anomaly change: median over images of the mean absolute RGB change {where}; pixels changed: "
+              f"median share changed by more than {VISIBLE} grey levels."]
     slopes = report.get("epsilon_slopes")
     if slopes:
         scales = [k for k in next(iter(slopes.values())) if k != "mean_std"]

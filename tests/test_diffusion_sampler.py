@@ -1,4 +1,5 @@
-"""SDAS sampler: s = 0 is DDPM ancestral sampling, larger s moves further, per-image independence."""
+"""SDAS sampler: s = 0 is DDPM ancestral sampling, larger s moves further, per-image independence,
+image-conditioned starts (SDEdit) and s = 0 twins."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from diffusers import DDPMScheduler
 
 from synth.diffusion import SDASSampler, build_unet, image_generators, load_model, save_model
 from synth.diffusion.model import ModelConfig
+from synth.diffusion.sampler import twin_generators
+from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
 
 
@@ -89,3 +92,45 @@ def test_load_model_errors(tmp_path):
         load_model(tmp_path / "missing")
     with pytest.raises(SynthError):
         load_model(tmp_path)  # exists but holds no model
+
+
+def test_edit_with_t0_0_returns_the_input(unet):
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    edited = SDASSampler(unet, 10).edit(images, 0, torch.tensor([0.0, 2.0]), image_generators(0, [0, 1]))
+    assert torch.equal(edited, images)
+
+
+def test_edit_noises_like_diffusers_add_noise_from_the_last_kept_step(unet):
+    schedule = Schedule.linear(1000, 20, "ddim")
+    start = schedule.last_position_at(420)
+    assert int(schedule.timesteps[start]) == 400 and schedule.last_position_at(400) == start
+    x0, noise = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 3, 16, 16)
+    reference = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").add_noise(x0, noise, torch.tensor([400]))
+    torch.testing.assert_close(q_sample(schedule, x0, start, noise), reference, atol=1e-5, rtol=0)
+    calls = []
+    hook = unet.register_forward_hook(lambda module, args, kwargs_or_out: calls.append(int(args[1][0])))
+    try:
+        SDASSampler(unet, 20, spacing="ddim").edit(x0, 420, 0.5, image_generators(0, [0, 1]))
+    finally:
+        hook.remove()
+    assert calls == list(range(400, -1, -50))  # 9 steps: 400, 350, ..., 0
+    with pytest.raises(SynthError, match="t0"):
+        SDASSampler(unet, 20).edit(x0, 1000, 0.5, image_generators(0, [0, 1]))
+
+
+def test_edit_stays_closer_to_the_input_for_smaller_t0(unet):
+    sampler = SDASSampler(unet, 20, spacing="ddim")
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    distances = [(sampler.edit(images, t0, 0.0, image_generators(1, [0, 1])) - images).abs().mean().item()
+                 for t0 in (0, 100, 999)]
+    assert distances[0] == 0 < distances[1] < distances[2]
+
+
+def test_twin_generators_draw_the_same_noise(unet):
+    """A sample and its s = 0 twin in one batch: the twin is the plain s = 0 sample of the same seed."""
+    sampler = SDASSampler(unet, 10)
+    generators = image_generators(4, [0, 1])
+    both = sampler.sample(4, torch.tensor([2.0, 2.0, 0.0, 0.0]), generators + twin_generators(generators))
+    torch.testing.assert_close(both[2:], sampler.sample(2, 0.0, image_generators(4, [0, 1])), atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[:2], sampler.sample(2, 2.0, image_generators(4, [0, 1])), atol=1e-5, rtol=0)
+    assert (both[:2] - both[2:]).abs().mean() > 0.01

@@ -106,3 +106,39 @@ def test_score_cli_on_a_tiny_dataset_and_the_real_floor(tmp_path, threads, monke
     with pytest.raises(SystemExit) as done:  # an existing score is not replaced silently
         main(["score", str(dataset), "-n", "12", "--out", str(out)])
     assert done.value.code == 2
+
+
+def test_model_score_reports_the_change_from_s0_per_strength(tmp_path, monkeypatch):
+    from synth.diffusion.model import ModelConfig, build_unet, save_model
+    from synth.score import report_markdown, score_model
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr("synth.score.FEATURE_SIZE", 64)
+    torch.manual_seed(0)
+    save_model(build_unet("micro"), tmp_path / "brick", ModelConfig(class_names=["brick"], preset="micro", size=16))
+    report = score_model(tmp_path / "brick", "brick", None, None, [0.5, 0.0, 4.0], 4, 3, "ddim", progress=False)
+    change = {name: group["contrast"]["inside"] for name, group in report["groups"].items()}
+    assert change["s=0"] == 0 < change["s=0.5"] < change["s=4"], change
+    assert report["groups"]["s=4"]["contrast"]["area"] == 1.0  # the whole image
+    assert "| s=0 | 4 |" in report_markdown(report) and "| 0.0 | 0% |" in report_markdown(report)
+
+
+def test_dataset_contrast_inside_the_masks(tmp_path):
+    import cv2
+
+    from synth.contrast import dataset_rows, summarize
+
+    data = tmp_path / "data" / "parts"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        cv2.imwrite(str(data / f"{k}.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    out = tmp_path / "parts-cutpaste"
+    with pytest.raises(SystemExit) as done:
+        main(["gen", "--generator", "cutpaste", "--data", str(tmp_path / "data"), "--category", "parts",
+              "--size", "32", "-n", "5", "--out", str(out)])
+    assert done.value.code == 0
+    figures = summarize(dataset_rows(out, tmp_path / "data"))
+    assert figures["rows"] == 5 and figures["masked"] == 1.0 and 0 < figures["area"] < 1
+    assert figures["inside"] > 20 and figures["outside"] == 0.0  # pasted noise on noise; nothing else changed
+    assert summarize(dataset_rows(out, tmp_path / "data", limit=2))["rows"] == 2

@@ -1,4 +1,5 @@
-"""SDAS as a generator: raw and blended shards, strengths per row, model lookup and bad input."""
+"""SDAS as a generator: raw and blended shards, strengths per row, model lookup, bad input, and the
+variants (image-conditioned start at t0, masks aligned with the difference from the s = 0 twin)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def test_raw_sdas_rows_record_strength(micro_model, tmp_path, capsys):
     assert ((0.1 <= s) & (s <= 0.2)).all() and len(set(s)) == 7
     assert set(table["steps"].to_pylist()) == {4} and table["mask"].null_count == 7
     assert table["source"].null_count == 7 and not any(table["upscaled"].to_pylist())
+    assert "t0" not in table.column_names and "mask_source" not in table.column_names  # variants off: same schema
     # provenance: a portable model id and the weights' sha256, never a path of this machine
     weights = (micro_model / "diffusion_pytorch_model.safetensors").read_bytes()
     assert set(table["model"].to_pylist()) == {micro_model.name}
@@ -101,6 +103,11 @@ def test_two_processes_same_bytes_as_one(micro_model, tmp_path, capsys):
     (["--size", 8], "must be it times 1, 2 or 4"),
     (["--s", "-0.2"], "negative"),
     (["--delta", "0.2:1.5", "--blend"], "--delta"),
+    (["-o", "mask=aligned"], "needs --blend"),
+    (["-o", "mask=twin", "--blend"], "mask must be one of"),
+    (["-o", "t0=1000"], "t0 must be between 0 and 999"),
+    (["-o", "t0=half"], "t0 must be a number"),
+    (["-o", "mask_threshold=-1", "--blend", "-o", "mask=both"], "mask_threshold"),
 ])
 def test_bad_sdas_input(micro_model, tmp_path, capsys, extra, message):
     status, _, err = run_cli([*sdas_args(micro_model, tmp_path / "x"), "-n", 2, *extra], capsys)
@@ -164,3 +171,62 @@ def test_bundled_models_load_and_sample(category, monkeypatch, tmp_path):
     assert config.data is None or "/" not in config.data
     images = SDASSampler(unet, 2).sample(1, torch.zeros(1), image_generators(0, [0]))
     assert images.shape == (1, 3, 64, 64) and images.abs().max() <= 1.0 and images.std() > 0.05
+
+
+def read_rows(out: Path) -> list[dict]:
+    import cv2
+
+    rows = pq.read_table(out / "data").to_pylist()
+    for row in rows:
+        row["image"] = cv2.imdecode(np.frombuffer(row["image"]["bytes"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        if row["mask"] is not None:
+            row["mask"] = cv2.imdecode(np.frombuffer(row["mask"]["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    return rows
+
+
+def test_image_conditioned_t0_0_returns_the_normal_image(micro_model, tmp_path, capsys):
+    out = tmp_path / "t0"
+    status, _, err = run_cli([*sdas_args(micro_model, out), "-n", 3, "-o", "t0=0"], capsys)
+    assert status == 0, err
+    brick = load_category(None, "brick", size=16)
+    for row in read_rows(out):
+        assert row["t0"] == 0 and row["mask"] is None and row["mask_source"] == "perlin"
+        assert row["mask_threshold"] is None
+        assert np.array_equal(row["image"], brick.train_images[brick.train_ids.index(row["source"])])
+
+
+def aligned_mask_area(model: Path, s: float, mask: str = "aligned", t0: int | None = None) -> list[int]:
+    from synth.generators.sdas import SDAS
+    from synth.rng import per_sample_rng
+
+    generator = SDAS(str(model), "brick", 32, strength=(s, s), steps=4, blend=True, foreground="none",
+                     t0=t0, mask_source=mask)
+    brick = load_category(None, "brick", size=32)
+    samples = generator.generate_batch(brick.train_images[:4], [per_sample_rng(0, i) for i in range(4)])
+    return [int(np.count_nonzero(sample.mask)) for sample in samples]
+
+
+def test_aligned_mask_is_empty_at_s0_and_grows_with_s(micro_model):
+    areas = [sum(aligned_mask_area(micro_model, s)) for s in (0.0, 0.5, 2.0, 8.0)]
+    assert areas[0] == 0 and all(a < b for a, b in zip(areas, areas[1:])), areas
+    assert sum(aligned_mask_area(micro_model, 0.0, t0=600)) == 0 < sum(aligned_mask_area(micro_model, 8.0, t0=600))
+
+
+def test_both_is_the_perlin_mask_cut_to_the_aligned_one(micro_model):
+    perlin, both = aligned_mask_area(micro_model, 2.0, "perlin"), aligned_mask_area(micro_model, 2.0, "both")
+    assert all(b <= p for b, p in zip(both, perlin)) and 0 < sum(both) < sum(perlin)
+
+
+def test_aligned_blend_mask_is_exactly_the_changed_pixels(micro_model, tmp_path, capsys):
+    out = tmp_path / "aligned"
+    args = [*sdas_args(micro_model, out), "-n", 4, "--blend", "--size", 32, "--s", "4",
+            "-o", "t0=600", "-o", "mask=aligned", "-o", "mask_threshold=6"]
+    status, _, err = run_cli(args, capsys)
+    assert status == 0, err
+    brick = load_category(None, "brick", size=32)
+    rows = read_rows(out)
+    assert sum(np.count_nonzero(row["mask"]) for row in rows) > 0
+    for row in rows:
+        assert (row["t0"], row["mask_source"], row["mask_threshold"]) == (600, "aligned", 6.0)
+        changed = (row["image"] != brick.train_images[brick.train_ids.index(row["source"])]).any(axis=2)
+        assert np.array_equal(row["mask"] > 0, changed)

@@ -1,7 +1,8 @@
 """SDAS: ancestral sampling with the learned variance, widened by a per-image strength s.
 
 x'_{t−1} = μθ(x'_t, t) + sqrt(1 + s)·σθ(x'_t, t)·z, z ~ N(0, I), with no noise at the last step
-(RealNet, Zhang et al. 2024). s = 0 is ordinary DDPM ancestral sampling.
+(RealNet, Zhang et al. 2024). s = 0 is ordinary DDPM ancestral sampling. The reverse process starts
+from pure noise (``sample``) or from given images noised to a timestep t0 (``edit``, SDEdit).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 
-from synth.diffusion.schedule import NUM_TRAIN_TIMESTEPS, Schedule, p_mean_log_variance
+from synth.diffusion.schedule import NUM_TRAIN_TIMESTEPS, Schedule, p_mean_log_variance, q_sample
 from synth.errors import SynthError
 from synth.rng import per_sample_rng
 
@@ -25,6 +26,22 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
 def image_generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
     """One generator per image, a function of (seed, index) alone."""
     return [torch_generator(per_sample_rng(seed, index)) for index in indices]
+
+
+def twin_generators(generators: Sequence[torch.Generator]) -> list[torch.Generator]:
+    """Copies in the same state: a twin sampled with them draws exactly the same noise."""
+    twins = []
+    for generator in generators:
+        twin = torch.Generator()
+        twin.set_state(generator.get_state())
+        twins.append(twin)
+    return twins
+
+
+def check_t0(t0: int) -> None:
+    """Refuse a start timestep outside the trained process."""
+    if not 0 <= t0 < NUM_TRAIN_TIMESTEPS:
+        raise SynthError(f"t0 must be between 0 and {NUM_TRAIN_TIMESTEPS - 1}, got {t0}")
 
 
 def draw_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...],
@@ -72,6 +89,29 @@ class SDASSampler:
             x = draw_noise(generators[:batch_size_or_noise], self.image_shape, self.device)
         else:
             x = batch_size_or_noise.to(self.device, torch.float32)
+        return self._reverse(x, len(self.schedule) - 1, strengths, generators, class_labels, progress)
+
+    @torch.no_grad()
+    def edit(self, images: torch.Tensor, t0: int, strengths: torch.Tensor | float,
+             generators: Sequence[torch.Generator], class_labels: torch.Tensor | None = None,
+             progress: bool = False) -> torch.Tensor:
+        """SDEdit: ``images`` (x0 in [−1, 1]) noised by q(x_t | x0) to the last kept timestep t ≤ t0,
+        then the reverse process from there; t0 = 0 returns the images (nothing noised, no step).
+
+        The forward noise of image i is its generator's first draw, then the step noise as ``sample``.
+        """
+        check_t0(t0)
+        x0 = images.to(self.device, torch.float32)
+        if t0 == 0:
+            return x0.clamp(-1.0, 1.0)
+        start = self.schedule.last_position_at(t0)
+        x = q_sample(self.schedule, x0, start, draw_noise(generators, tuple(x0.shape[1:]), self.device))
+        return self._reverse(x, start, strengths, generators, class_labels, progress)
+
+    def _reverse(self, x: torch.Tensor, start: int, strengths: torch.Tensor | float,
+                 generators: Sequence[torch.Generator], class_labels: torch.Tensor | None,
+                 progress: bool) -> torch.Tensor:
+        """SDAS steps from schedule position ``start`` down to 0."""
         batch = x.shape[0]
         if len(generators) != batch:
             raise SynthError(f"need one generator per image: {len(generators)} for {batch} images")
@@ -81,7 +121,7 @@ class SDASSampler:
         strengths = strengths.reshape(-1).expand(batch).to(self.device)
         if class_labels is not None:
             class_labels = torch.as_tensor(class_labels, dtype=torch.long).expand(batch).to(self.device)
-        positions = range(len(self.schedule) - 1, -1, -1)
+        positions = range(start, -1, -1)
         if progress:
             from tqdm.auto import tqdm
 
@@ -90,7 +130,7 @@ class SDASSampler:
             t = self.schedule.timesteps[index].expand(batch)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 output = self.unet(x, t, class_labels=class_labels).sample
-            noise = draw_noise(generators, self.image_shape, self.device) if index > 0 else None
+            noise = draw_noise(generators, tuple(x.shape[1:]), self.device) if index > 0 else None
             x = sdas_step(self.schedule, output, index, x, strengths, noise, self.clip)
         return x.clamp(-1.0, 1.0)
 
@@ -99,3 +139,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[B, 3, H, W] in [−1, 1] -> [B, H, W, 3] uint8 RGB."""
     scaled = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255)
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """[B, H, W, 3] uint8 RGB -> [B, 3, H, W] float32 in [−1, 1] (the inverse of ``to_uint8``)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0

@@ -98,6 +98,13 @@ class Schedule:
     def __len__(self) -> int:
         return len(self.timesteps)
 
+    def last_position_at(self, t: int) -> int:
+        """The position of the last kept timestep ≤ ``t`` (where a reverse process started at t begins)."""
+        kept = torch.nonzero(self.timesteps <= t)
+        if not len(kept):
+            raise SynthError(f"no kept timestep is at or below {t}")
+        return int(kept.max())
+
     def to(self, device: torch.device | str) -> "Schedule":
         return Schedule(**{name: value.to(device) for name, value in vars(self).items()})
 

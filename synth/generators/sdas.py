@@ -8,6 +8,10 @@ A = (1 − M)·I + M·(δ·P + (1 − δ)·I), δ ~ U[0.5, 1].
 The DDPM samples squares of its preset size. Each side of ``--size`` must be that size times 1, 2 or 4;
 P is resized to the image's height and width (``upscaled`` in the row). A non-square size stretches P,
 which only ``blend`` accepts (a raw sample would be a distorted image of the category).
+
+Variants (off by default): ``t0`` starts the reverse process from the normal image noised to t0
+(SDEdit), so P is the same part with anomalies; ``mask = aligned`` takes M from where P differs from
+its s = 0 twin (``synth.masks.aligned``), ``both`` from Perlin ∩ that difference.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from synth import distributed
 from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
 from synth.diffusion.precision import fast_bf16, precision_name
-from synth.diffusion.sampler import SDASSampler, to_uint8, torch_generator
+from synth.diffusion.sampler import SDASSampler, check_t0, from_uint8, to_uint8, torch_generator, twin_generators
 from synth.diffusion.schedule import DEFAULT_SPACING
 from synth.data.size import ImageSize
 from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
-from synth.masks import anomaly_mask, default_rule, foreground_mask
+from synth.masks import aligned_mask, anomaly_mask, default_rule, foreground_mask
+from synth.masks.aligned import DEFAULT_THRESHOLD
 from synth.provenance import model_provenance
 from synth.strength import parse_range
 
@@ -35,6 +40,8 @@ DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
 DEFAULT_STEPS = 20  # RealNet samples 20 steps, every 50th timestep (guided-diffusion's "ddim20")
 DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
+MASK_SOURCES = ("perlin", "aligned", "both")
+VARIANT_COLUMNS = {"t0": "int64", "mask_source": "string", "mask_threshold": "float64"}
 
 
 @register
@@ -49,7 +56,8 @@ class SDAS(Generator):
     def __init__(self, model_dir: str, category: str, size: ImageSize, strength: tuple[float, float] = DEFAULT_STRENGTH,
                  steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
                  foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None,
-                 spacing: str = DEFAULT_SPACING) -> None:
+                 spacing: str = DEFAULT_SPACING, t0: int | None = None, mask_source: str | None = None,
+                 mask_threshold: float = DEFAULT_THRESHOLD) -> None:
         device = distributed.device()
         self.unet, self.config = load_model(model_dir, device)
         provenance = model_provenance(model_dir)
@@ -72,6 +80,18 @@ class SDAS(Generator):
         self.bf16 = fast_bf16(device) if bf16 is None else bf16
         self.spacing = spacing
         self.sampler = SDASSampler(self.unet, steps, bf16=self.bf16, spacing=spacing)
+        if t0 is not None:
+            check_t0(t0)
+        if mask_source not in (None, "perlin") and not blend:
+            raise SynthError(f"option mask={mask_source} needs --blend")
+        if mask_threshold < 0:
+            raise SynthError(f"option mask_threshold must be at least 0, got {mask_threshold}")
+        self.t0, self.mask_threshold = t0, mask_threshold
+        self.mask_source = mask_source or "perlin"
+        # variants are recorded only when asked for: default rows and manifests keep their schema and bytes
+        self.has_variant = t0 is not None or mask_source is not None
+        if self.has_variant:
+            self.columns = {**SDAS.columns, **VARIANT_COLUMNS}
 
     @classmethod
     def from_settings(cls, settings: GeneratorSettings) -> "SDAS":
@@ -87,19 +107,29 @@ class SDAS(Generator):
                    steps, settings.flag("blend"), parse_range(extra.get("delta", "0.5:1.0"), "--delta", upper=1),
                    settings.foreground, settings.flag("s_per_batch"),
                    settings.flag("bf16") if "bf16" in extra else None,
-                   str(extra.get("spacing", DEFAULT_SPACING)))
+                   str(extra.get("spacing", DEFAULT_SPACING)), _number(extra, "t0", int),
+                   settings.choice("mask", "perlin", MASK_SOURCES) if "mask" in extra else None,
+                   _number(extra, "mask_threshold", float, DEFAULT_THRESHOLD))
 
     @property
     def uses_normal_image(self) -> bool:
-        return self.blend
+        return self.blend or self.t0 is not None
+
+    @property
+    def runs_twin(self) -> bool:
+        """Whether each image is sampled with its s = 0 twin (twice the sampling cost)."""
+        return self.mask_source != "perlin"
 
     def describe(self) -> dict[str, Any]:
+        variant = {"t0": self.t0, "mask": self.mask_source if self.blend else None,
+                   "mask_threshold": self.mask_threshold if self.runs_twin else None} if self.has_variant else {}
         return {"model": self.model_id, "model_sha256": self.model_sha256, "model_preset": self.config.preset,
                 "model_size": self.model_size, "model_steps": self.config.steps, "model_loss": self.config.loss,
                 "precision": precision_name(self.bf16), "strength": list(self.strength),
                 "sampling_steps": self.steps, "spacing": self.spacing,
                 "blend": self.blend, "delta": list(self.delta) if self.blend else None,
-                "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch}
+                "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch,
+                **variant}
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
         return self.generate_batch([normal], [rng])[0]
@@ -110,26 +140,73 @@ class SDAS(Generator):
         if self.s_per_batch:  # the official code's behaviour: the batch's first s for every image
             strengths = [strengths[0]] * len(rngs)
         generators = [torch_generator(rng) for rng in rngs]
-        labels = None if self.class_label is None else torch.full((len(rngs),), self.class_label)
-        images = to_uint8(self.sampler.sample(len(rngs), torch.tensor(strengths), generators, labels))
+        images, twins = self._sample(normals, strengths, generators)
         samples = []
-        for normal, rng, image, s in zip(normals, rngs, images, strengths):
-            upscaled = self.size != ImageSize.square(self.model_size)
-            if upscaled:
-                image = cv2.resize(image, self.size.dsize, interpolation=cv2.INTER_CUBIC)
+        for normal, rng, image, twin, s in zip(normals, rngs, images, twins, strengths):
             params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
-                      "model_size": self.model_size, "upscaled": upscaled, "blended": self.blend}
+                      "model_size": self.model_size,
+                      "upscaled": self.size != ImageSize.square(self.model_size), "blended": self.blend}
+            if self.has_variant:
+                params.update(t0=self.t0, mask_source=self.mask_source,
+                              mask_threshold=self.mask_threshold if self.runs_twin else None)
             if self.blend:
-                samples.append(self._blend(normal, image, rng, params))
+                samples.append(self._blend(normal, image, twin, rng, params))
             else:
                 samples.append(Sample(image, None, params))
         return samples
 
-    def _blend(self, normal: np.ndarray, image: np.ndarray, rng: np.random.Generator,
+    def _sample(self, normals: list[np.ndarray], strengths: list[float],
+                generators: list[torch.Generator]) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """P at the output size for each image, and its s = 0 twin (None unless an aligned mask needs it).
+
+        The twins run in the same batch as the samples, from copies of their generators.
+        """
+        count = len(generators)
+        if self.runs_twin:
+            generators, strengths = generators + twin_generators(generators), strengths + [0.0] * count
+            normals = normals + normals
+        labels = None if self.class_label is None else torch.full((len(generators),), self.class_label)
+        if self.t0 is None:
+            made = self.sampler.sample(len(generators), torch.tensor(strengths), generators, labels)
+        else:
+            side = (self.model_size, self.model_size)
+            start = from_uint8(np.stack([cv2.resize(n, side, interpolation=cv2.INTER_AREA) for n in normals]))
+            made = self.sampler.edit(start, self.t0, torch.tensor(strengths), generators, labels)
+        images = [self._upscale(image) for image in to_uint8(made)]
+        return images[:count], images[count:] if self.runs_twin else [None] * count
+
+    def _upscale(self, image: np.ndarray) -> np.ndarray:
+        if self.size == ImageSize.square(self.model_size):
+            return image
+        return cv2.resize(image, self.size.dsize, interpolation=cv2.INTER_CUBIC)
+
+    def _blend(self, normal: np.ndarray, image: np.ndarray, twin: np.ndarray | None, rng: np.random.Generator,
                params: dict[str, Any]) -> Sample:
-        mask = anomaly_mask(foreground_mask(normal, self.foreground), rng)
+        foreground = foreground_mask(normal, self.foreground)
+        if self.mask_source == "aligned":
+            mask = aligned_mask(image, twin, self.mask_threshold, self._kernel(), foreground)
+        else:
+            mask = anomaly_mask(foreground, rng)
+            if self.mask_source == "both":
+                mask = aligned_mask(image, twin, self.mask_threshold, self._kernel(), mask)
         delta = float(rng.uniform(*self.delta))
         inside = (mask > 0)[..., None]
         mixed = delta * image.astype(np.float32) + (1 - delta) * normal.astype(np.float32)
         blended = np.where(inside, np.clip(np.rint(mixed), 0, 255).astype(np.uint8), normal)
+        if self.runs_twin:  # the label is exactly the pixels the blend changed
+            mask = np.where((blended != normal).any(axis=2), mask, 0).astype(np.uint8)
         return Sample(blended, mask, {**params, "delta": delta})
+
+    def _kernel(self) -> int:
+        """The cleaning ellipse's side: 2r + 1 output pixels at upscale ratio r (3, 5, 9 at 1x, 2x, 4x)."""
+        return 2 * (min(self.size.height, self.size.width) // self.model_size) + 1
+
+
+def _number(extra: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    """An optional numeric ``-o KEY=VALUE`` option, ``default`` when absent."""
+    if key not in extra:
+        return default
+    try:
+        return kind(extra[key])
+    except ValueError:
+        raise SynthError(f"option {key} must be a number ({kind.__name__}), got {extra[key]!r}") from None
