@@ -23,6 +23,7 @@ from synth.backbones import DEFAULT_BACKBONE
 from synth.data.size import ImageSize
 from synth.diffusion.precision import fast_bf16
 from detectors.data import TrainingSet
+from detectors.tiling import Tiler
 from synth.errors import SynthError
 
 CONFIG_FILE = "config.json"
@@ -48,6 +49,8 @@ class DetectorConfig:
     height: int | None = None  # training image height and width (recorded by the CLI/bench for eval)
     width: int | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # backbone and training; auto: bf16 where the CPU has it
+    tile: tuple[AtLeastOne, AtLeastOne] | None = None  # fit and score on (height, width) tiles (detectors.tiling)
+    tile_stride: tuple[AtLeastOne, AtLeastOne] | None = None  # between tiles; None: half the tile (overlaps averaged)
 
     def image_size(self) -> ImageSize | None:
         """The training image size, None when no fit recorded one."""
@@ -59,6 +62,13 @@ class DetectorConfig:
         """Record the training image size (``size`` too when square, for readers of older configs)."""
         self.size = size.height if size.is_square else None
         self.height, self.width = size.shape
+
+    def tiler(self) -> Tiler | None:
+        """The tiler that cuts images into this detector's input, None when it sees whole images."""
+        if self.tile is None:
+            return None
+        stride = self.tile_stride or (max(1, self.tile[0] // 2), max(1, self.tile[1] // 2))
+        return Tiler(tuple(self.tile), tuple(stride))
 
     def use_bf16(self) -> bool:
         """Whether the backbone and the training forward passes run under bf16 autocast."""
@@ -105,6 +115,10 @@ class Detector(ABC):
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise SynthError(f"expected RGB uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        tiler = self.config.tiler()
+        return tiler.score(self._score_batches, images) if tiler else self._score_batches(images)
+
+    def _score_batches(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
         with torch.no_grad():
             for start in range(0, len(images), self.config.batch_size):

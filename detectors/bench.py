@@ -72,9 +72,11 @@ class Result:
 
 
 def fit_detector(detector: Detector, data: TrainingSet) -> float:
-    """Fit, record the training image size in the config, and return the wall time in seconds."""
+    """Fit (on tiles of ``data`` if the detector is tiled), record the training image size in the config,
+    and return the wall time in seconds."""
     start = time.perf_counter()
-    detector.fit(data)
+    tiler = detector.config.tiler()
+    detector.fit(tiler.training_set(data) if tiler else data)
     detector.config.record_size(data.size)
     return time.perf_counter() - start
 

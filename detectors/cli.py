@@ -11,7 +11,7 @@ import click
 import torch
 
 from synth.backbones import BACKBONES
-from detectors.base import DETECTORS, create_detector, load_detector
+from detectors.base import DETECTORS, DetectorConfig, create_detector, load_detector
 from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data import TrainingSet, training_set
@@ -51,6 +51,11 @@ def data_options(command):
         click.option("--size", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default="256", show_default=True,
                      help=f"Image size in pixels: a side (256) or HEIGHTxWIDTH (256x512), {MIN_DETECTOR_SIDE} to "
                           f"{MAX_SIDE} per side."),
+        click.option("--tile", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default=None,
+                     help="Fit and score on overlapping tiles of this size (a side or HEIGHTxWIDTH), maps stitched "
+                          "back, instead of whole images of --size."),
+        click.option("--tile-stride", type=SizeParam(min_side=1), default=None,
+                     help="Pixels between tiles [default: half the tile]."),
         click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
                      help="Feature backbone (default: each detector's default, efficientnet-lite0)."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -72,12 +77,24 @@ def check_directory_option(out: Path) -> None:
         raise SynthError(f"--out {out} exists and is not a directory")
 
 
-def common_settings(backbone: str | None, weights: Path | None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"backbone": backbone} if backbone else {}
-    return {**settings, "backbone_weights": str(weights)} if weights else settings
+def common_settings(backbone: str | None, weights: Path | None, tile: ImageSize | None = None,
+                    tile_stride: ImageSize | None = None) -> dict[str, Any]:
+    """The settings every detector takes from the shared options (only those given)."""
+    if tile_stride and not tile:
+        raise SynthError("--tile-stride needs --tile")
+    settings = {"backbone": backbone, "backbone_weights": str(weights) if weights else None,
+                "tile": tile.shape if tile else None, "tile_stride": tile_stride.shape if tile_stride else None}
+    return {key: value for key, value in settings.items() if value is not None}
 
 
-def check_anomaly_sources(anomalies: Sequence[str], category: str, size: int) -> None:
+def check_tile(settings: dict[str, Any], size: ImageSize) -> None:
+    """SynthError before any work when ``--tile`` does not fit in images of ``size``."""
+    tiler = DetectorConfig(tile=settings.get("tile"), tile_stride=settings.get("tile_stride")).tiler()
+    if tiler:
+        tiler.origins(*size.shape)
+
+
+def check_anomaly_sources(anomalies: Sequence[str], category: str, size: ImageSize) -> None:
     """Refuse a damaged local synth dataset (a foreign or unreadable manifest, a damaged shard, a shard
     missing from a complete set); one warning line for an incomplete one or one of another category or size."""
     for source in anomalies:
@@ -98,8 +115,9 @@ def check_anomaly_sources(anomalies: Sequence[str], category: str, size: int) ->
                         "`synth gen ... --resume`", source, len(shards), planned)
         if manifest.get("category") != category:
             log.warning("%s holds anomalies made from %s, not %s", source, manifest.get("category"), category)
-        if manifest.get("size") != size:
-            log.warning("%s was made at %s px; its images are resized to %d px", source, manifest.get("size"), size)
+        made = ImageSize.from_record(manifest) if manifest.get("size") is not None else None
+        if made is not None and made != size:
+            log.warning("%s was made at %s px; its images are resized to %s px", source, made, size)
 
 
 def load_training(category: Category, anomalies: Sequence[str], anomaly_fraction: float | None,
@@ -122,10 +140,12 @@ def cli(threads: int | None) -> None:
 @data_options
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="A detector setting (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the fitted model.")
-def fit(name, root, category, size, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
+def fit(name, root, category, size, tile, tile_stride, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
         overwrite, pairs, out) -> None:
     """Fit one detector on a category's normal images (and synthetic anomalies) and save it."""
-    detector = create_detector(name, paper, **{**common_settings(backbone, weights), **parse_settings(pairs)})
+    shared = common_settings(backbone, weights, tile, tile_stride)
+    check_tile(shared, size)
+    detector = create_detector(name, paper, **{**shared, **parse_settings(pairs)})
     check_directory_option(out)
     if (out / "config.json").exists() and not overwrite:
         raise SynthError(f"{out} already holds a model; pass --overwrite to replace it")
@@ -170,7 +190,7 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
 @click.option("--set", "pairs", multiple=True, metavar="DETECTOR.KEY=VALUE", help="A detector setting (repeatable).")
 @click.option("--overlays", type=click.IntRange(0), default=4, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Results directory.")
-def bench(names, root, category, size, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
+def bench(names, root, category, size, tile, tile_stride, backbone, weights, anomalies, anomaly_fraction, max_anomalies, paper,
           overwrite, pairs, overlays, out) -> None:
     """Fit and evaluate several detectors on one category; write results.json, results.md and overlays."""
     names = [name.strip() for name in names.split(",") if name.strip()]
@@ -179,7 +199,9 @@ def bench(names, root, category, size, backbone, weights, anomalies, anomaly_fra
     for name in names:
         if name not in DETECTORS:
             raise SynthError(f"unknown detector {name!r}; choose from {', '.join(sorted(DETECTORS))}")
-    settings = {name: common_settings(backbone, weights) for name in names}
+    shared = common_settings(backbone, weights, tile, tile_stride)
+    check_tile(shared, size)
+    settings = {name: dict(shared) for name in names}
     for key, value in parse_settings(pairs).items():
         name, _, field = key.partition(".")
         if name not in settings or not field:

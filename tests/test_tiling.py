@@ -1,5 +1,8 @@
 """Tiling: windows cover the image, maps are stitched back exactly, training tiles keep the anomalies."""
 
+import json
+
+import cv2
 import numpy as np
 import pytest
 
@@ -62,3 +65,42 @@ def test_training_tiles_keep_only_the_tiles_an_anomaly_touches():
     assert len(tiled.normal) == 4 and all(tile.shape == (8, 8, 3) for tile in tiled.normal)
     assert len(tiled.anomalous) == 1 and tiled.anomalous[0][1][1:3, 4:6].all()
     assert tiled.anomaly_fraction == 0.25
+
+
+def test_bench_fits_and_scores_on_tiles_of_larger_images(tmp_path, capsys):
+    """PatchCore fitted on 32 x 32 tiles of 64 x 96 images scores them whole: full-size maps, tiles recorded."""
+    from tests.test_detectors_cli import run
+    from tests.tiny_defects import normal_image, with_defect
+    from tests.conftest import write_image
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data"
+    for i in range(6):
+        write_image(root / "plates/train/good" / f"{i:03d}.png", normal_image(rng, (64, 96)))
+    for i in range(3):
+        write_image(root / "plates/test/good" / f"{i:03d}.png", normal_image(rng, (64, 96)))
+        image, mask = with_defect(normal_image(rng, (64, 96)), rng)
+        write_image(root / "plates/test/disc" / f"{i:03d}.png", image)
+        write_image(root / "plates/ground_truth/disc" / f"{i:03d}_mask.png", mask)
+    out = tmp_path / "results"
+    status, _, err = run(["bench", "--data", root, "--category", "plates", "--size", "64x96", "--tile", 32,
+                          "--detectors", "patchcore", "--overlays", 1, "--out", out], capsys)
+    assert status == 0, err
+    config = json.loads((out / "models/patchcore/config.json").read_text())["config"]
+    assert config["tile"] == [32, 32] and config["tile_stride"] is None and (config["height"], config["width"]) == (64, 96)
+    result = json.loads((out / "results.json").read_text())["results"][0]
+    assert result["metrics"]["image_auroc"] > 0.9 and result["train_images"] == 6
+    overlay = cv2.imread(str(next((out / "overlays").glob("*.png"))))
+    assert overlay.shape == (64, 3 * 96, 3)
+
+
+def test_a_tile_larger_than_the_images_is_one_line_before_any_work(tmp_path, capsys):
+    from tests.test_detectors_cli import run
+
+    status, _, err = run(["fit", "--detector", "patchcore", "--category", "brick", "--size", 64, "--tile", 128,
+                          "--out", tmp_path / "model"], capsys)
+    assert status == 2 and err.strip().startswith("error:") and "does not fit" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "model").exists()
+    status, _, err = run(["fit", "--detector", "patchcore", "--category", "brick", "--tile-stride", 16,
+                          "--out", tmp_path / "model"], capsys)
+    assert status == 2 and "--tile-stride needs --tile" in err
