@@ -94,7 +94,7 @@ def check_tile(settings: dict[str, Any], size: ImageSize) -> None:
         tiler.origins(*size.shape)
 
 
-def check_anomaly_sources(anomalies: Sequence[str], category: str, size: ImageSize) -> None:
+def check_anomaly_sources(anomalies: Sequence[str], category: str, size: ImageSize | int) -> None:
     """Refuse a damaged local synth dataset (a foreign or unreadable manifest, a damaged shard, a shard
     missing from a complete set); one warning line for an incomplete one or one of another category or size."""
     for source in anomalies:
@@ -116,7 +116,7 @@ def check_anomaly_sources(anomalies: Sequence[str], category: str, size: ImageSi
         if manifest.get("category") != category:
             log.warning("%s holds anomalies made from %s, not %s", source, manifest.get("category"), category)
         made = ImageSize.from_record(manifest) if manifest.get("size") is not None else None
-        if made is not None and made != size:
+        if made is not None and made != ImageSize.coerce(size):
             log.warning("%s was made at %s px; its images are resized to %s px", source, made, size)
 
 

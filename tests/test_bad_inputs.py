@@ -64,7 +64,7 @@ SYNTH_CASES = [
     ("mix name twice", ["gen", "-g", "mix", "--mix", "normal=0.5,normal=0.5", "--category", "brick", "--size", 32,
                         "-n", 2, "--out", "{tmp}/o"], None, "named twice"),
     ("huge --s", ["gen", "-g", "sdas", "--category", "brick", "--size", 32, "-n", 2, "--s", "1e6", "--out", "{tmp}/o"],
-     None, "--s must be at most 1"),
+     None, "--s must be at most 10"),
     ("empty --s", ["gen", "-g", "sdas", "--category", "brick", "--size", 32, "-n", 2, "--s", "", "--out", "{tmp}/o"],
      None, "--s must be a value"),
     ("score --s nan", ["score", "{ds}", "--s", "nan", "-n", 4, "--out", "{tmp}/o"], None, "--s must be a value"),

@@ -53,7 +53,7 @@ class SDAS(Generator):
         "blended": "bool", "delta": "float64",
     }
 
-    def __init__(self, model_dir: str, category: str, size: ImageSize, strength: tuple[float, float] = DEFAULT_STRENGTH,
+    def __init__(self, model_dir: str, category: str, size: ImageSize | int, strength: tuple[float, float] = DEFAULT_STRENGTH,
                  steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
                  foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None,
                  spacing: str = DEFAULT_SPACING, t0: int | None = None, mask_source: str | None = None,
@@ -63,6 +63,7 @@ class SDAS(Generator):
         provenance = model_provenance(model_dir)
         self.model_id, self.model_sha256 = provenance["id"], provenance["sha256"]
         self.model_size = self.config.size
+        size = ImageSize.coerce(size)
         ratios = [side / self.model_size for side in size.shape]
         if any(side < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE
                for side, ratio in zip(size.shape, ratios)):
