@@ -1,4 +1,4 @@
-"""The ``detectors`` command: fit, eval and bench anomaly detectors (parsing only; the work is elsewhere)."""
+"""The ``detectors`` command: fit, eval, bench and matrix of anomaly detectors (parsing only; the work is elsewhere)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from detectors.base import DETECTORS, DetectorConfig, create_detector, load_dete
 from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data import TrainingSet, training_set
+from detectors.matrix import check_recorded_settings, run_matrix, write_report
+from detectors.matrix.inputs import (DEFAULT_DETECTORS, DEFAULT_GENERATORS, anomaly_rows, detector_names,
+                                     generator_rows, make_matrix, overrides_by_detector)
+from detectors.matrix.plots import SHEET_MAPS
+from detectors.matrix.report import REPORT
 from synth.data import Category, ImageSize, load_category
 from synth.data.size import MAX_SIDE, SizeParam
 from synth.cli import run_command_line
@@ -213,6 +218,50 @@ def bench(names, root, category, size, tile, tile_stride, backbone, weights, ano
     results = run_bench(category_data, names, out, train, settings, paper, overlays, overwrite)
     click.echo(markdown_table(results), nl=False)
     click.echo(f"results in {out} ({', '.join(METRIC_COLUMNS.values())}, wall times, overlays)")
+
+
+@cli.command("matrix")
+@click.option("--data", "root", type=click.Path(path_type=Path), required=True,
+              help="Dataset root (MVTec AD, MPDD, BTAD, VisA or folder).")
+@click.option("--category", required=True, help="Category name.")
+@click.option("--generators", default=None,
+              help=f"Comma-separated generators and mixes (mix:draem=1,strokes=1) [default: {DEFAULT_GENERATORS}, "
+                   "none with --anomalies].")
+@click.option("--anomalies", "sets", multiple=True, type=click.Path(path_type=Path),
+              help="An existing synth dataset as one more row, the same for every seed (repeatable).")
+@click.option("--detectors", "names", default=DEFAULT_DETECTORS, show_default=True,
+              help="Comma-separated detectors trained on the anomalies (PatchCore always runs as the reference).")
+@click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
+@click.option("--size", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default="256", show_default=True,
+              help="Image size for generation and detectors: a side (256) or HEIGHTxWIDTH (256x512).")
+@click.option("--tile", type=SizeParam(min_side=MIN_DETECTOR_SIDE), default=None,
+              help="Fit and score every cell on overlapping tiles of this size.")
+@click.option("--tile-stride", type=SizeParam(min_side=1), default=None, help="Pixels between tiles [default: half].")
+@click.option("--count", type=click.IntRange(1), default=500, show_default=True,
+              help="Anomalies per generator and seed.")
+@click.option("--textures", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Texture root (the DTD) for DRAEM and PRN [default: built-in textures].")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch threads of each fit [default: torch's].")
+@click.option("--set", "pairs", multiple=True, metavar="DETECTOR.KEY=VALUE",
+              help="A detector setting for every cell of DETECTOR (repeatable).")
+@click.option("--report-only", is_flag=True, help="Only rewrite the report from the cells already finished.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder of shards, cells, report.md (run again to resume).")
+def matrix(root, category, generators, sets, names, seeds, size, tile, tile_stride, count, textures, threads, pairs,
+           report_only, out) -> None:
+    """Which anomalies for my part: each detector trained on each generator's anomalies over seeds, PatchCore
+    as the reference; writes OUT/report.md, report.json and plots. Resumes: finished cells are never refitted."""
+    check_tile(common_settings(None, None, tile, tile_stride), size)
+    detectors = detector_names(names)
+    rows = generator_rows(DEFAULT_GENERATORS if generators is None and not sets else generators or "", textures)
+    grid = make_matrix(out, root, category, rows, anomaly_rows(sets, tuple(rows)), detectors, size=size,
+                       count=count, seeds=seeds, threads=threads, tile=tile, tile_stride=tile_stride,
+                       overrides=overrides_by_detector(parse_settings(pairs), detectors), overlays=SHEET_MAPS)
+    out.mkdir(parents=True, exist_ok=True)
+    check_recorded_settings(grid)
+    problems = [] if report_only else run_matrix(grid)
+    write_report(grid)
+    click.echo(f"report in {out / REPORT}" + (f" ({len(problems)} units failed: see it)" if problems else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,81 +1,76 @@
-"""benchmarks/matrix.py with a fake runner: every cell once, resuming without refitting, aggregation, portable text."""
+"""`detectors matrix` with a fake runner (no trainings, no ../shared/data): every cell once, resuming
+without refitting, one-line errors, verdicts equal to the bootstrap, the report and its plots."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
-import os
 import shutil
-import sys
-from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[1]
-CATEGORIES = ("metal_plate", "bottle")
-GENERATORS = ("draem", "sdas", "mix-uniform")
-DETECTORS = ("realnet", "prn")
-SEEDS = 3
+import detectors.matrix.runner as runner_module
+from detectors.cli import main
+from detectors.matrix.inputs import generator_rows, split_generators
+from detectors.matrix.plots import pyplot
+from detectors.metrics import paired_difference_interval_over_seeds
+from synth.data import ImageSize
+from synth.errors import SynthError
+from synth.shards.card import DATASET_FORMAT
+from tests.test_detectors_cli import write_shards
+
 LABELS = [0] * 8 + [1] * 8
-
-
-@pytest.fixture(scope="module")
-def matrix():
-    spec = importlib.util.spec_from_file_location("matrix_benchmark", REPO / "benchmarks" / "matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+SIDE = 32
 
 
 def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def written_to(command: list[str], work: Path) -> str:
-    """The command's --out relative to the work folder."""
-    return (REPO / option(command, "--out")).resolve().relative_to(work.resolve()).as_posix()
-
-
-def fake_result(command: list[str]) -> dict:
-    """A results.json whose numbers depend on the seed; RealNet on SDAS ranks the test images perfectly."""
-    detector = option(command, "--detectors")
-    seed = int(next(s for s in command if s.startswith(f"{detector}.seed=")).partition("=")[2])
-    perfect = detector == "realnet" and "/sdas/" in option(command, "--out")
+def image_scores(detector: str, out: str, seed: int) -> list[float]:
+    """RealNet on draem ranks the test images perfectly; everything else scores at random."""
     rng = np.random.default_rng(seed)
-    scores = np.array(LABELS) + rng.uniform(0, 0.5, len(LABELS)) if perfect else rng.uniform(0, 1, len(LABELS))
-    result = {"detector": detector, "fit_seconds": 10.0 + seed, "score_seconds": 2.0,
-              "metrics": {"image_auroc": 0.6 + 0.1 * seed, "pixel_auroc": 0.9, "aupro_0.3": 0.5, "pixel_ap": 0.4},
-              "intervals": {"image_auroc": [0.5 + 0.1 * seed, 0.7 + 0.1 * seed], "pixel_auroc": [0.85, 0.95]},
-              "image_scores": scores.tolist(),
-              "training": None if detector == "patchcore" else {"steps": 100 + seed, "max_steps": 102,
-                                                                 "stopped_early": seed != 2}}
-    return {"torch_threads": 1, "labels": LABELS, "results": [result]}
+    perfect = detector == "realnet" and "/draem/" in out
+    return (np.array(LABELS) + rng.uniform(0, 0.5, len(LABELS)) if perfect else rng.uniform(0, 1, len(LABELS))).tolist()
+
+
+def write_overlays(folder: Path, detector: str) -> None:
+    """Two overlays as `detectors bench` names them: image | ground truth | map, side by side."""
+    folder.mkdir(parents=True)
+    for index, defect in ((0, "good"), (9, "scratch")):
+        panel = np.full((SIDE, 3 * SIDE, 3), 40 * (index + 1) % 255, np.uint8)
+        cv2.imwrite(str(folder / f"{detector}_{index:03d}_{defect}.png"), panel)
 
 
 class FakeRunner:
-    """Records commands and writes what `synth gen` (a complete manifest) or `detectors bench` would;
-    commands whose --out contains ``fail`` fail with a message that names their absolute path."""
+    """Records commands; writes what `synth gen` (shards, a complete manifest) or `detectors bench` would."""
 
-    def __init__(self, fail: str | None = None) -> None:
+    def __init__(self) -> None:
         self.commands: list[list[str]] = []
-        self.fail = fail
 
     def __call__(self, command: list[str]) -> str | None:
         self.commands.append(command)
-        out = REPO / option(command, "--out")
-        if self.fail and self.fail in out.as_posix():
-            return f"no SDAS model in {REPO / 'models'} for {out.resolve()}"
-        out.mkdir(parents=True, exist_ok=True)
+        out = Path(option(command, "--out"))
         if "gen" in command:
-            (out / "manifest.json").write_text(json.dumps({"complete": True}))
-        else:
-            (out / "results.json").write_text(json.dumps(fake_result(command)))
+            rng = np.random.default_rng(0)
+            rows = [(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8), np.full((SIDE, SIDE), 255, np.uint8))] * 2
+            write_shards(out, rows)
+            (out / "manifest.json").write_text(json.dumps({
+                "format": DATASET_FORMAT, "num_shards": 1, "complete": True,
+                **ImageSize.coerce(option(command, "--size")).record(), "num_samples": int(option(command, "-n"))}))
+            return None
+        detector = option(command, "--detectors")
+        seed = int(next(s for s in command if s.startswith(f"{detector}.seed=")).partition("=")[2])
+        out.mkdir(parents=True, exist_ok=True)
+        write_overlays(out / "overlays", detector)
+        result = {"detector": detector, "fit_seconds": 10.0 + seed, "score_seconds": 2.0,
+                  "metrics": {"image_auroc": 0.6 + 0.1 * seed, "pixel_auroc": 0.9, "aupro_0.3": 0.5, "pixel_ap": 0.4},
+                  "intervals": {"image_auroc": [0.5, 0.9], "pixel_auroc": [0.85, 0.95]},
+                  "image_scores": image_scores(detector, out.as_posix(), seed),
+                  "training": None if detector == "patchcore" else {"steps": 100, "stopped_early": True}}
+        (out / "results.json").write_text(json.dumps({"torch_threads": 1, "labels": LABELS, "results": [result]}))
         return None
 
     def of(self, kind: str) -> list[list[str]]:
@@ -83,160 +78,159 @@ class FakeRunner:
 
 
 @pytest.fixture
-def run(matrix, tmp_path: Path, monkeypatch):
-    """Runs the matrix's command line on a work folder under tmp_path with a FakeRunner; returns (runner, output)."""
-    monkeypatch.setattr(matrix, "count_normal", lambda category: 40)
-    monkeypatch.setattr(matrix, "DOCS", tmp_path / "docs")
+def matrix(mvtec_tree: Path, tmp_path: Path, monkeypatch, capsys):
+    """Runs `detectors matrix ARGS` in tmp_path with a FakeRunner; returns (runner, status, stderr)."""
+    monkeypatch.chdir(tmp_path)
 
-    def invoke(*extra: str, fail: str | None = None, status: int = 0) -> tuple[FakeRunner, str]:
-        runner = FakeRunner(fail)
-        monkeypatch.setattr(matrix, "Runner", lambda log: runner)
-        arguments = ["--work", str(tmp_path / "work"), "--record", str(tmp_path / "record"), "--categories", ",".join(CATEGORIES), "--generators",
-                     ",".join(GENERATORS), "--detectors", ",".join(DETECTORS), "--seeds", str(SEEDS), *extra]
-        outcome = CliRunner().invoke(matrix.main, arguments)
-        assert outcome.exit_code == status, outcome.output
-        return runner, outcome.stdout if status == 0 else outcome.stderr
+    def invoke(*extra: str, out: str = "mx") -> tuple[FakeRunner, int, str]:
+        runner = FakeRunner()
+        monkeypatch.setattr(runner_module, "Runner", lambda log, root: runner)
+        arguments = ["matrix", "--data", str(mvtec_tree), "--category", "widget", "--size", str(SIDE),
+                     "--count", "10", "--out", out, *extra]
+        with pytest.raises(SystemExit) as exit_:
+            main(arguments)
+        return runner, exit_.value.code, capsys.readouterr().err
 
     return invoke
 
 
-def test_first_run_issues_every_command_once(run, matrix, tmp_path: Path) -> None:
-    runner, _ = run()
-    gens, benches = runner.of("gen"), runner.of("bench")
-    assert len(gens) == len(CATEGORIES) * len(GENERATORS) * SEEDS
-    assert len(benches) == len(CATEGORIES) * SEEDS * (1 + len(GENERATORS) * len(DETECTORS))
-    assert max(Counter(tuple(c) for c in runner.commands).values()) == 1
-    outs = [option(command, "--out") for command in benches]
-    assert len(set(outs)) == len(outs)
-    assert "bench/bottle/draem/prn/seed2" in {written_to(command, tmp_path / "work") for command in benches}
+def test_every_cell_once_then_resume_refits_nothing(matrix, tmp_path: Path) -> None:
+    runner, status, _ = matrix("--generators", "cutpaste-union,draem", "--detectors", "realnet,prn", "--seeds", "2")
+    assert status == 0
+    assert len(runner.of("gen")) == 2 * 2 and len(runner.of("bench")) == 2 * (1 + 2 * 2)
     made = [option(command, "--out") for command in runner.commands]
-    for command in benches:  # each generator's shards are made before a detector trains on them
-        if "--anomalies" in command:
+    for command in runner.of("bench"):
+        if "--anomalies" in command:  # each generator's shards are made before a detector trains on them
             assert made.index(option(command, "--anomalies")) < made.index(option(command, "--out"))
-        detector = option(command, "--detectors")
-        assert f"{detector}.seed={option(command, '--out')[-1]}" in command
-    realnet = next(c for c in benches if option(c, "--detectors") == "realnet" and "metal_plate" in c)
-    epochs = math.ceil(matrix.BUDGETS["realnet"]["max_steps"] / 5)  # 40 normal images, 8 per step
-    every = round(matrix.BUDGETS["realnet"]["val_every"] / 5)  # a validation every ~50 steps = 10 epochs
-    assert {f"realnet.epochs={epochs}", f"realnet.val_every={every}", "realnet.patience=4"} <= set(realnet)
-    cell = tmp_path / "work" / "bench" / "bottle" / "draem" / "prn"
-    assert float((cell / "seed0.seconds").read_text()) >= 0  # wall times kept for the next run's estimate
+    assert "--overlays" in runner.of("bench")[0] and (tmp_path / "mx" / "report.md").exists()
+    again, status, _ = matrix("--generators", "cutpaste-union,draem", "--detectors", "realnet,prn", "--seeds", "2")
+    assert status == 0 and again.commands == []
+    bench = tmp_path / "mx" / "bench" / "widget"
+    (bench / "draem" / "prn" / "seed1" / "results.json").unlink()  # interrupted
+    shutil.rmtree(bench / "cutpaste-union" / "realnet" / "seed0")  # never started
+    resumed, _, _ = matrix("--generators", "cutpaste-union,draem", "--detectors", "realnet,prn", "--seeds", "2")
+    outs = {option(command, "--out"): command for command in resumed.commands}
+    assert set(outs) == {"mx/bench/widget/draem/prn/seed1", "mx/bench/widget/cutpaste-union/realnet/seed0"}
+    assert "--overwrite" in outs["mx/bench/widget/draem/prn/seed1"]
+    assert "--overwrite" not in outs["mx/bench/widget/cutpaste-union/realnet/seed0"]
 
 
-def test_resumed_run_refits_only_missing_cells(run, tmp_path: Path) -> None:
-    run()
-    again, _ = run()
-    assert again.commands == []
-    bench, record = tmp_path / "work" / "bench", tmp_path / "record"
-    shutil.rmtree(bench / "bottle" / "draem" / "realnet" / "seed1")  # never started
-    (bench / "metal_plate" / "sdas" / "prn" / "seed0" / "results.json").unlink()  # interrupted
-    shards = tmp_path / "work" / "shards" / "bottle" / "mix-uniform" / "seed2"
-    (shards / "manifest.json").write_text(json.dumps({"complete": False}))
-    shutil.rmtree(bench / "bottle" / "mix-uniform" / "prn" / "seed2")
-    for cell in ("bottle/draem/realnet/seed1", "metal_plate/sdas/prn/seed0", "bottle/mix-uniform/prn/seed2"):
-        (record / f"{cell}.json").unlink()  # cells that never finished were never kept
-    resumed, _ = run()
-    outs = {written_to(command, tmp_path / "work"): command for command in resumed.commands}
-    assert set(outs) == {"bench/bottle/draem/realnet/seed1", "bench/metal_plate/sdas/prn/seed0",
-                         "shards/bottle/mix-uniform/seed2", "bench/bottle/mix-uniform/prn/seed2"}
-    assert "--overwrite" in outs["bench/metal_plate/sdas/prn/seed0"]
-    assert "--overwrite" not in outs["bench/bottle/draem/realnet/seed1"]
-    assert "--resume" in outs["shards/bottle/mix-uniform/seed2"]
+def test_settings_reach_every_command(matrix, tmp_path: Path) -> None:
+    runner, status, _ = matrix("--generators", "draem", "--detectors", "realnet", "--seeds", "1", "--size", "32x64",
+                               "--tile", "32", "--threads", "1", "--textures", str(tmp_path),
+                               "--set", "realnet.lr=0.001", "--set", "patchcore.coreset_ratio=0.5")
+    assert status == 0
+    gen, = runner.of("gen")
+    assert option(gen, "--size") == "32x64" and option(gen, "--textures") == str(tmp_path)
+    realnet = next(c for c in runner.of("bench") if option(c, "--detectors") == "realnet")
+    patchcore = next(c for c in runner.of("bench") if option(c, "--detectors") == "patchcore")
+    assert option(realnet, "--tile") == "32" and option(realnet, "--threads") == "1"
+    assert "realnet.lr=0.001" in realnet and "realnet.seed=0" in realnet
+    assert "patchcore.coreset_ratio=0.5" in patchcore and option(patchcore, "--size") == "32x64"
 
 
-def test_record_outlives_the_work_folder(run, tmp_path: Path) -> None:
-    _, section = run()
-    kept = [path for path in (tmp_path / "record").rglob("seed*.json") if path.parent.name != "gen"]
-    assert len(kept) == len(CATEGORIES) * SEEDS * (1 + len(GENERATORS) * len(DETECTORS))
-    text = "".join(path.read_text() for path in kept)
-    assert str(tmp_path) not in text and str(REPO) not in text
-    cell = json.loads((tmp_path / "record" / "bottle" / "draem" / "prn" / "seed2.json").read_text())
-    assert cell["metrics"]["image_auroc"] == pytest.approx(0.8) and cell["labels"] == LABELS
-    assert cell["wall_seconds"] >= 0 and (tmp_path / "record" / "bottle" / "normal" / "patchcore").is_dir()
-    shutil.rmtree(tmp_path / "work")  # the machine that ran it is gone
-    again, rebuilt = run()
-    assert again.commands == [] and rebuilt == section
-    (tmp_path / "record" / "metal_plate" / "sdas" / "prn" / "seed1.json").unlink()
-    resumed, _ = run()
-    assert [written_to(c, tmp_path / "work") for c in resumed.commands] == [
-        "shards/metal_plate/sdas/seed1", "bench/metal_plate/sdas/prn/seed1"]
+def test_an_existing_shard_set_is_a_row_without_generation(matrix, tmp_path: Path) -> None:
+    first, _, _ = matrix("--generators", "draem", "--detectors", "realnet", "--seeds", "1", out="first")
+    runner, status, _ = matrix("--anomalies", "first/shards/widget/draem/seed0", "--detectors", "realnet",
+                               "--seeds", "2")
+    assert status == 0 and runner.of("gen") == []
+    trained = [c for c in runner.of("bench") if "--anomalies" in c]
+    assert [option(c, "--out") for c in trained] == ["mx/bench/widget/seed0/realnet/seed0",
+                                                      "mx/bench/widget/seed0/realnet/seed1"]
+    assert {option(c, "--anomalies") for c in trained} == {"first/shards/widget/draem/seed0"}
 
 
-def test_results_made_with_other_settings_are_refused(run, tmp_path: Path) -> None:
-    run()
-    cell = tmp_path / "work" / "bench" / "bottle" / "draem" / "realnet" / "seed1" / "results.json"
-    document = json.loads(cell.read_text())
-    document["results"][0]["config"] = {"seed": 1, "lr": 0.001, "size": 128}  # what this matrix asks
-    cell.write_text(json.dumps(document))
-    assert run("--collect-only")[1]
-    document["results"][0]["config"]["lr"] = 0.002
-    cell.write_text(json.dumps(document))
-    runner, output = run(status=2)
-    assert runner.commands == [] and len(output.strip().splitlines()) == 1
-    assert output.startswith("Error: ") and output.strip().endswith(
-        "work holds results made with other settings (bottle/draem/realnet/seed1: lr=0.002 (this run asks 0.001)); "
-        "use another --work or the settings they were made with")
-    run("--set", "realnet.lr=2e-3", "--collect-only")  # the setting it was made with: accepted
-    shards = tmp_path / "work" / "shards" / "metal_plate" / "sdas" / "seed0" / "manifest.json"
-    shards.write_text(json.dumps({"complete": True, "size": 256, "num_samples": 500}))
-    output = run("--set", "realnet.lr=2e-3", "--collect-only", status=2)[1]
-    assert "(metal_plate/sdas/seed0 gen: size=256 (this run asks 128));" in output
+def test_mixes_are_rows_named_after_their_components() -> None:
+    assert split_generators("draem,strokes,mix:draem=1,strokes=1") == ["draem", "strokes", "mix:draem=1,strokes=1"]
+    rows = generator_rows("draem,mix:draem=1,strokes=1,mix:draem=3,cutpaste-union=1", None)
+    assert rows == {"draem": ("-g", "draem"), "mix-draem-strokes": ("-g", "mix", "--mix", "draem=1,strokes=1"),
+                    "mix-draem3-cutpaste-union1": ("-g", "mix", "--mix", "draem=3,cutpaste-union=1")}
+    with pytest.raises(SynthError, match="follows no mix"):
+        split_generators("draem,strokes=1")
 
 
-def test_aggregation_over_seeds(run, matrix, tmp_path: Path) -> None:
-    run()
-    _, section = run("--collect-only")
-    groups, missing = matrix.collect(matrix.Matrix(tmp_path / "work", seeds=SEEDS, generators=GENERATORS,
-                                                   detectors=DETECTORS))
-    assert not missing
-    results = groups[("bottle", "draem", "prn")]
-    assert matrix.mean_std(matrix.values_of(results, "image_auroc")) == pytest.approx((0.7, 0.1))
-    assert matrix.interval(results, "image_auroc") == "[0.600, 0.800]"
-    assert matrix.steps(results) == "100/101/102 (cap: 1 of 3)"
-    assert "| bottle | draem | prn | 3 | 0.700 ± 0.100 | [0.600, 0.800] | 0.900 ± 0.000 |" in section
-    assert "| bottle | normal only | patchcore | 3 | 0.700 ± 0.100 |" in section
-    assert "- bottle, the paper's claim (RealNet trained on SDAS vs. on DTD anomalies): SDAS beats DTD" in section
-    for category in CATEGORIES:
-        image = cv2.imread(str(tmp_path / "docs" / "img" / f"matrix_{category}.png"))
-        assert image is not None and image.shape[1] >= matrix.MIN_WIDTH
+@pytest.mark.parametrize("extra", [
+    ["--generators", "plasma"],
+    ["--generators", "mix"],
+    ["--generators", "mix:draem=x"],
+    ["--generators", "mix:draem=1,plasma=1"],
+    ["--generators", "draem,draem"],
+    ["--detectors", "padim"],
+    ["--detectors", "patchcore"],
+    ["--detectors", ""],
+    ["--seeds", "0"],
+    ["--size", "0"],
+    ["--size", "big"],
+    ["--category", "nuts"],
+    ["--data", "missing"],
+    ["--set", "realnet.nonsense=1"],
+    ["--set", "simplenet.lr=0.1", "--detectors", "realnet"],
+    ["--set", "realnet.lr=abc"],
+    ["--tile", "4096"],
+    ["--anomalies", "."],
+    ["--textures", "missing"],
+])
+def test_bad_input_is_one_line_and_status_2(matrix, extra) -> None:
+    runner, status, err = matrix("--generators", "draem", *extra)
+    assert status == 2 and runner.commands == []
+    assert err.startswith("error: ") and err.count("\n") == 1, err
 
 
-def test_value_axis_starts_below_the_lowest_bar(matrix) -> None:
-    assert matrix.axis_floor([]) == 0.0
-    assert matrix.axis_floor([0.97, 0.955]) == pytest.approx(0.8)
-    assert matrix.axis_floor([0.3]) == pytest.approx(0.2)
-    assert matrix.axis_floor([1.0]) == pytest.approx(0.9)  # never a flat axis
-    low = matrix.axis_floor([0.85])
-    assert matrix.y_of(1.0, low) == matrix.TOP and matrix.y_of(low, low) == matrix.TOP + matrix.HEIGHT
+def test_an_out_folder_of_something_else_or_other_settings_is_refused(matrix, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert matrix("--generators", "draem", out="file")[1] == 2
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    runner, status, err = matrix("--generators", "draem", out="notes")
+    assert status == 2 and "is not a matrix folder" in err and runner.commands == []
+    matrix("--generators", "draem", "--detectors", "realnet", "--seeds", "1")
+    runner, status, err = matrix("--generators", "draem", "--detectors", "realnet", "--seeds", "1", "--count", "20")
+    assert status == 2 and runner.commands == [] and err.count("\n") == 1
+    assert "mx holds results made with other settings (widget/draem/seed0 gen: num_samples=10 (this run asks 20))" in err
 
 
-def test_time_left_from_similar_cells(matrix, tmp_path: Path) -> None:
-    done = {matrix.Cell("bottle", "draem", "prn", 0): 100.0, matrix.Cell("bottle", "sdas", "prn", 0): 200.0}
-    assert matrix.estimate(matrix.Cell("bottle", "draem", "prn", 1), done) == 100.0
-    assert matrix.estimate(matrix.Cell("bottle", "mix-uniform", "prn", 1), done) == 150.0
-    assert matrix.time_left([matrix.Cell("bottle", "draem", "prn", 1), matrix.Shards("bottle", "draem", 1)],
-                            done) == "1m40s+?"
+def test_report_verdicts_match_the_bootstrap(matrix, tmp_path: Path) -> None:
+    matrix("--generators", "cutpaste-union,draem", "--detectors", "realnet", "--seeds", "3")
+    report = json.loads((tmp_path / "mx" / "report.json").read_text())
+    widget, = report["categories"]
+    reference = [image_scores("patchcore", f"mx/bench/widget/patchcore/seed{s}", s) for s in range(3)]
+    for cell in widget["cells"]:
+        trained = [image_scores("realnet", f"mx/bench/widget/{cell['generator']}/realnet/seed{s}", s) for s in range(3)]
+        estimate, low, high = paired_difference_interval_over_seeds(np.array(LABELS), [np.array(s) for s in trained],
+                                                                    [np.array(s) for s in reference])
+        against = cell["vs_patchcore"]
+        assert against["difference"] == pytest.approx(estimate) and against["interval"] == pytest.approx([low, high])
+        expected = ("better than PatchCore" if low > 0 else "worse than PatchCore" if high < 0
+                    else "no difference shown")
+        assert against["verdict"] == expected
+    draem = next(cell for cell in widget["cells"] if cell["generator"] == "draem")
+    assert draem["vs_patchcore"]["verdict"] == "better than PatchCore"
+    assert draem["metrics"]["image_auroc"]["mean"] == pytest.approx(0.7)
+    assert draem["metrics"]["image_auroc"]["std"] == pytest.approx(0.1)
+    text = (tmp_path / "mx" / "report.md").read_text()
+    assert "| draem | realnet | 3 | 0.700 ± 0.100 | 0.900 ± 0.000 | 0.500 ± 0.000 | 0.400 ± 0.000 |" in text
+    assert "| normal only | patchcore | 3 |" in text and "better than PatchCore" in text
+    assert "**Recommended: realnet trained on cutpaste-union**" in text  # ties go to the first row
+    assert str(tmp_path) not in text + json.dumps(report)
 
 
-def test_commands_and_docs_name_no_local_path(run, tmp_path: Path) -> None:
-    runner, section = run(fail="metal_plate/sdas/")
-    written = (tmp_path / "docs" / "benchmarks.md").read_text()
-    assert section.strip() in written
-    assert not [command for command in runner.commands if str(REPO) in " ".join(command)]
-    assert str(REPO) not in written and str(tmp_path) not in written  # the work folder is DIR in the docs
-    assert not [part for command in runner.commands for part in command if part.startswith(os.sep)]
-    assert "../shared/data/mvtec" in section and "--out DIR/bench/bottle/draem/realnet/seed0 " in section
-    assert "sdas/realnet (no SDAS model in ./models for DIR/shards/metal_plate/sdas/seed0)" in section
-    assert "metal_plate, the paper's claim (RealNet trained on SDAS vs. on DTD anomalies): not determined" in section
+def test_the_plots_are_written(matrix, tmp_path: Path) -> None:
+    if pyplot() is None:
+        pytest.skip("matplotlib is not installed (the plots extra)")
+    matrix("--generators", "cutpaste-union,draem", "--detectors", "realnet,prn", "--seeds", "2")
+    for name in ("auroc_widget.png", "sheet_widget.png"):
+        image = cv2.imread(str(tmp_path / "mx" / name))
+        assert image is not None and min(image.shape[:2]) > 100
+        assert f"]({name})" in (tmp_path / "mx" / "report.md").read_text()
 
 
-def test_a_non_square_size_reaches_every_command_and_names_its_record(matrix, tmp_path: Path, monkeypatch) -> None:
-    from synth.data import ImageSize
-
-    monkeypatch.setattr(matrix, "count_normal", lambda category: 40)  # no ../shared/data needed
-
-    wide = matrix.Matrix(tmp_path / "work", size=ImageSize(64, 128), seeds=1, generators=("draem",),
-                         detectors=("prn",))
-    assert {option(wide.command(unit), "--size") for unit in matrix.units(wide)} == {"64x128"}
-    assert matrix.default_record(wide.size).name == "matrix-64x128px"
-    assert matrix.default_record(ImageSize.square(128)).name == "matrix-128px"  # the recorded results' folder
+def test_without_matplotlib_the_report_is_still_written(matrix, tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    pyplot.cache_clear()
+    try:
+        _, status, _ = matrix("--generators", "draem", "--detectors", "realnet", "--seeds", "1")
+    finally:
+        pyplot.cache_clear()
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert status == 0 and warnings == ["the report's plots need matplotlib: pip install 'synth[plots]'"]
+    assert (tmp_path / "mx" / "report.md").exists() and not list((tmp_path / "mx").glob("*.png"))
