@@ -81,6 +81,7 @@ class Detector(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     uses_anomalies: ClassVar[bool] = False  # whether fit() learns from TrainingSet.anomalous
+    size_multiple: ClassVar[int] = 1  # the sides of the images it sees (whole or tiles) are multiples of this
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or self.config_class()

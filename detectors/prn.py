@@ -216,6 +216,7 @@ class PRN(SyntheticDetector):
     """Prototypical residual network: segmentation of anomalies from residuals to normal prototypes."""
 
     name = "prn"
+    size_multiple = SIZE_MULTIPLE
     config_class = PRNConfig
     config: PRNConfig
     strides = STRIDES

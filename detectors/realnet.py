@@ -164,6 +164,7 @@ class RealNet(SyntheticDetector):
     """Selected features -> per-layer reconstruction -> selected residuals -> segmentation map."""
 
     name = "realnet"
+    size_multiple = SIZE_MULTIPLE
     config_class = RealNetConfig
     config: RealNetConfig
     strides = STRIDES

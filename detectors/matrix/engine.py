@@ -131,13 +131,15 @@ class Matrix:
 
     def done(self, unit: Unit) -> bool:
         """Finished: shards complete under ``work``; a cell with results under ``work`` or in the record."""
-        return unit.done(self.work) or bool(isinstance(unit, Cell) and self.record and unit.record(self.record).exists())
+        kept = isinstance(unit, Cell) and self.record and unit.record(self.record).exists()
+        return unit.done(self.work) or bool(kept)
 
     def cells(self) -> list[Cell]:
         """Every cell, seed by seed (a whole seed of the matrix is finished before the next starts)."""
         return [cell for seed in range(self.seeds) for category in self.categories
                 for cell in [Cell(category, None, REFERENCE, seed),
-                             *(Cell(category, row, detector, seed) for row in self.rows for detector in self.detectors)]]
+                             *(Cell(category, row, detector, seed)
+                               for row in self.rows for detector in self.detectors)]]
 
     def shards_of(self, cell: Cell) -> Shards | None:
         """The generation a cell trains on; None for the reference and for an existing shard set."""

@@ -153,7 +153,10 @@ def make_matrix(out: Path, data: Path, category: str, rows: dict[str, tuple[str,
     check_data(data, category)
     check_work_folder(out)
     matrix = Matrix(out.absolute(), {category: str(data)}, rows, detectors, anomalies=anomalies, **options)
+    seen, option = (matrix.tile, "--tile") if matrix.tile else (matrix.size, "--size")
     for detector in (REFERENCE, *detectors):
-        get_detector_class(detector)
-        matrix.asked_config(Cell(category, None, detector, 0))  # a bad --set or tile fails here
+        multiple = get_detector_class(detector).size_multiple
+        if seen.height % multiple or seen.width % multiple:
+            raise SynthError(f"{detector} needs image sides that are multiples of {multiple}, got {option} {seen}")
+        matrix.asked_config(Cell(category, None, detector, 0))  # a bad --set fails here
     return matrix

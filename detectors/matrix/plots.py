@@ -75,6 +75,7 @@ def auroc_plot(path: Path, matrix: Matrix, category: str, groups: dict[Group, li
                 label = None  # one legend entry per detector
         for x in range(1, len(matrix.rows)):
             ax.axvline(x - 0.5, color="0.85", linewidth=0.8)
+        ax.set_xlim(-0.5, len(matrix.rows) - 0.5)
         ax.set_ylabel(title)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
@@ -125,8 +126,8 @@ def sheet(path: Path, matrix: Matrix, category: str, detector: str) -> None:
     truth = [next((p[name][1] for p in (reference, *trained.values()) if name in p), None) for name in names]
     rows = [("real test images\n(ground truth)", [], truth),
             ("normal only\npatchcore", [], [panel(reference, name) for name in names]),
-            *((f"{row}\n{detector}", anomaly_tiles(matrix, category, row), [panel(trained[row], name) for name in names])
-              for row in matrix.rows)]
+            *((f"{row}\n{detector}", anomaly_tiles(matrix, category, row),
+               [panel(trained[row], name) for name in names]) for row in matrix.rows)]
     columns = SHEET_ANOMALIES + max(len(names), 1)
     figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns + 1.2, 1.3 * len(rows) + 0.6),
                                 squeeze=False)

@@ -132,7 +132,8 @@ def category_markdown(summary: dict[str, Any]) -> list[str]:
     if summary["missing"]:
         lines += ["Missing: " + "; ".join(f"{cell} ({reason})" for cell, reason in summary["missing"].items()) + ".",
                   ""]
-    titles = {"auroc": "image and pixel AUROC per cell", "sheet": "anomalies of each generator and maps on real defects"}
+    titles = {"auroc": "image and pixel AUROC per cell",
+              "sheet": "anomalies of each generator and maps on real defects"}
     return lines + [f"![{titles[kind]}]({name})\n" for kind, name in summary["plots"].items()]
 
 
@@ -142,7 +143,8 @@ def markdown(matrix: Matrix, summaries: Sequence[dict[str, Any]]) -> str:
     lines = ["# Generator x detector matrix", "",
              f"Each detector trained on {matrix.count} synthetic anomalies per generator and seed at "
              f"{matrix.size.height} x {matrix.size.width} px, {matrix.seeds} seed(s) (seed S: `synth gen --seed S` "
-             "and the detector's seed S), each to the plateau of its validation on held-out synthetic rows; "
+             "and the detector's seed S), each until its validation on held-out synthetic rows plateaus or its cap "
+             "(the steps column); "
              "PatchCore (normal images only) is the reference. Cells: mean ± sample standard deviation over the "
              "seeds. vs PatchCore: the seed-averaged image AUROC difference with its 95 % interval from a "
              "two-level bootstrap (test images, then each side's seeds; 1,000 resamples); a verdict only when the "
@@ -161,5 +163,5 @@ def write_report(matrix: Matrix) -> dict[str, Any]:
                  for category in matrix.categories]
     document = portable_value({"settings": settings(matrix), "categories": summaries}, {})
     (matrix.work / REPORT).write_text(markdown(matrix, document["categories"]))
-    (matrix.work / REPORT_JSON).write_text(json.dumps(document, indent=1) + "\n")
+    (matrix.work / REPORT_JSON).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     return document

@@ -37,7 +37,8 @@ def check_recorded_settings(matrix: Matrix) -> None:
                   for mismatch in [matrix.recorded_mismatch(unit, recorded_config(matrix, unit))] if mismatch]
     if mismatches:
         more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
-        raise SynthError(f"{matrix.portable(matrix.work)} holds results made with other settings "
+        shown = matrix.portable(matrix.work) if matrix.work.is_relative_to(matrix.root) else matrix.work
+        raise SynthError(f"{shown} holds results made with other settings "
                          f"({mismatches[0]}{more}); use another folder or the settings they were made with")
 
 
