@@ -43,16 +43,23 @@ def versus(found: Difference | str) -> dict[str, Any]:
     return {"difference": found.estimate, "interval": [found.low, found.high], "verdict": VERDICTS[found.sign]}
 
 
+def shown(against: dict[str, Any]) -> str:
+    """A difference and its interval as text: ``+0.012 [-0.004, +0.030]``; "–" without one."""
+    if "difference" not in against:
+        return "–"
+    return f"{against['difference']:+.3f} [{against['interval'][0]:+.3f}, {against['interval'][1]:+.3f}]"
+
+
 def advice(cell: dict[str, Any]) -> str:
     """What the recommended cell means against PatchCore, in words."""
     against = cell["vs_patchcore"]
     if "difference" not in against:
         return f"Its difference to PatchCore is {against['verdict']}."
-    shown = f"{against['difference']:+.3f} [{against['interval'][0]:+.3f}, {against['interval'][1]:+.3f}]"
-    return {"better than PatchCore": f"It is shown better than PatchCore (image AUROC {shown}).",
-            "worse than PatchCore": f"PatchCore, which needs no anomalies, is shown better ({shown}): use PatchCore.",
-            "no difference shown": f"It is not shown better than PatchCore ({shown}): PatchCore, which needs no "
-                                   "anomalies, is as good on this test set."}[against["verdict"]]
+    return {"better than PatchCore": f"It is shown better than PatchCore (image AUROC {shown(against)}).",
+            "worse than PatchCore": f"PatchCore, which needs no anomalies, is shown better ({shown(against)}): "
+                                    "use PatchCore.",
+            "no difference shown": f"It is not shown better than PatchCore ({shown(against)}): PatchCore, which "
+                                   "needs no anomalies, is as good on this test set."}[against["verdict"]]
 
 
 def category_summary(matrix: Matrix, category: str, groups: dict[Group, list[dict]],
@@ -107,10 +114,9 @@ def table(summary: dict[str, Any]) -> list[str]:
     rows = ([summary["reference"]] if summary["reference"] else []) + summary["cells"]
     for row in rows:
         against = row.get("vs_patchcore")
-        shown = ("reference" if against is None else "–" if "difference" not in against else
-                 f"{against['difference']:+.3f} [{against['interval'][0]:+.3f}, {against['interval'][1]:+.3f}]")
         metrics = [spread(row["metrics"][key]["seeds"]) for key in METRICS]
-        cells = [row["generator"] or "normal only", row["detector"], str(row["seeds"]), *metrics, shown,
+        cells = [row["generator"] or "normal only", row["detector"], str(row["seeds"]), *metrics,
+                 "reference" if against is None else shown(against),
                  "" if against is None else against["verdict"], row["steps"], number(row["fit_seconds"]),
                  number(row["score_seconds"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -118,6 +124,7 @@ def table(summary: dict[str, Any]) -> list[str]:
 
 
 def category_markdown(summary: dict[str, Any]) -> list[str]:
+    """One category: the recommended cell, the table, generation times, what is missing, the plots."""
     lines = [f"## {summary['category']}", ""]
     best = summary["recommended"]
     if best:
@@ -138,6 +145,7 @@ def category_markdown(summary: dict[str, Any]) -> list[str]:
 
 
 def markdown(matrix: Matrix, summaries: Sequence[dict[str, Any]]) -> str:
+    """report.md: what was run and how to read it, then each category."""
     facts = settings(matrix)
     rows = "; ".join(f"`{name}` = `{spec}`" for name, spec in facts["generators"].items())
     lines = ["# Generator x detector matrix", "",

@@ -84,9 +84,6 @@ class Difference:
         """1 when a is shown better, -1 when b is, 0 when the interval holds 0."""
         return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
-    def text(self) -> str:
-        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
-
 
 def difference(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> Difference | str:
     """The two-level bootstrap of a − b, or why it cannot be made (a side without results, no per-image
