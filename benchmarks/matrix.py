@@ -41,8 +41,8 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from detectors.base import get_detector_class, make_config  # noqa: E402
-from detectors.metrics import paired_difference_interval_over_seeds  # noqa: E402
-from detectors.synthetic import epoch_schedule  # noqa: E402
+from detectors.evaluation.metrics import paired_difference_interval_over_seeds  # noqa: E402
+from detectors.training.loop import epoch_schedule  # noqa: E402
 from synth.data.size import ImageSize, SizeParam  # noqa: E402
 
 # Training budgets, passed to every cell with --set: a cap and a validation interval in optimiser steps
