@@ -4,7 +4,7 @@ For every row of a blended synth dataset, the anomalous image is compared with i
 (read again from the data root at the dataset's size): the mean absolute change in grey levels (0-255,
 averaged over RGB) inside the mask and outside it, the share of mask pixels changed by more than
 8 grey levels, the share of rows whose mask is non-empty and the median mask area (aligned SDAS
-masks may be empty); `synth.contrast` computes them (`synth score` reports the same figures). A
+masks may be empty); `synth.quality.contrast` computes them (`synth score` reports the same figures). A
 generator whose anomalies change the masked pixels by a few grey levels gives a detector labels it
 cannot learn; this needs no test images, so it can be read before any training.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from synth.contrast import VISIBLE, dataset_rows, summarize
+from synth.quality.contrast import VISIBLE, dataset_rows, summarize
 
 
 def main() -> None:

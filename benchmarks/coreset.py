@@ -58,7 +58,7 @@ def train_features(args: argparse.Namespace) -> torch.Tensor:
 def test_metrics(bank: torch.Tensor, test) -> dict[str, float]:
     """PatchCore's metrics on the test set with ``bank`` as its memory bank."""
     from detectors import create_detector
-    from detectors.metrics import aupro, image_auroc, pixel_auroc
+    from detectors.evaluation.metrics import aupro, image_auroc, pixel_auroc
 
     detector = create_detector("patchcore")
     detector.memory_bank, detector.fitted = bank.contiguous(), True
@@ -68,14 +68,14 @@ def test_metrics(bank: torch.Tensor, test) -> dict[str, float]:
 
 
 def full_radius(features: torch.Tensor, indices: torch.Tensor) -> float:
-    from detectors.patchcore import nearest
+    from detectors.models.patchcore import nearest
 
     return float(nearest(features, features[indices])[0].max())
 
 
 def compare_selections(args: argparse.Namespace, features: torch.Tensor) -> None:
-    from detectors.bench import TestSet
-    from detectors.patchcore import select_coreset
+    from detectors.evaluation.bench import TestSet
+    from detectors.models.patchcore import select_coreset
     from synth.data import load_category
 
     category = load_category(args.data, args.category, size=args.size)

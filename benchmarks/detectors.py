@@ -39,7 +39,7 @@ def measure_detector(name: str, args: argparse.Namespace) -> dict:
     import torch
 
     from detectors import TrainingSet, create_detector
-    from detectors.bench import TestSet
+    from detectors.evaluation.bench import TestSet
     from synth.data import load_category
 
     torch.set_num_threads(args.threads)
@@ -61,7 +61,7 @@ def measure_coreset(args: argparse.Namespace) -> list[dict]:
 
     from detectors import create_detector
     from detectors.features import embed_images
-    from detectors.patchcore import greedy_coreset, nearest
+    from detectors.models.patchcore import greedy_coreset, nearest
     from synth.data import load_category
 
     torch.set_num_threads(args.threads)

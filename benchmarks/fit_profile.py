@@ -46,7 +46,7 @@ def profile_fit(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
 
-    from detectors.data import training_set
+    from detectors.data.training import training_set
     from synth.data import load_category
 
     data = training_set(load_category(args.data, args.category, size=args.size), [args.anomalies], 0.5)
@@ -85,7 +85,7 @@ def step_parts(args: argparse.Namespace) -> None:
     """Where a bf16 RealNet step goes, what layout and batch changes buy, and what a validation costs."""
     import torch.nn.functional as F
 
-    from detectors.synthetic import validate_cached
+    from detectors.training.loop import validate_cached
 
     size = args.size
     detector = create_detector("realnet")

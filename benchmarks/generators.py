@@ -13,7 +13,7 @@ machine), best of five rounds. Prints Markdown tables:
   decode is printed apart);
 * DRAEM's reference pipeline (imgaug augmenters as DRAEM configures them, gather-form Perlin,
   imgaug rotation, float blend) on the same images, when an interpreter with imgaug is given
-  (imgaug 0.4 needs numpy < 2, so it lives in a throwaway venv, see docs/benchmarks.md);
+  (imgaug 0.4 needs numpy < 2, so it lives in a throwaway venv, see docs/benchmarks/speed.md);
 * shard writing (``synth.shards.ShardWriter``) against raw ``cv2.imencode`` PNG of the same rows.
 """
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from synth.diffusion.model import load_model
-from synth.score import FeatureExtractor, colour_error, kid, load_real, mean_colours, sample_model
+from synth.quality.score import FeatureExtractor, colour_error, kid, load_real, mean_colours, sample_model
 
 
 def shifted(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:

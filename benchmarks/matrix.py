@@ -31,7 +31,7 @@ from detectors.matrix.plots import auroc_plot  # noqa: E402
 from detectors.matrix.results import check_recorded_settings, collect, generation_seconds, keep_records  # noqa: E402
 from detectors.matrix.runner import run_matrix  # noqa: E402
 from detectors.matrix.stats import best_cell, compare, interval, seconds_mean, spread, steps, values_of  # noqa: E402
-from detectors.synthetic import epoch_schedule  # noqa: E402
+from detectors.training.loop import epoch_schedule  # noqa: E402
 from synth.cli import run_command_line  # noqa: E402
 from synth.data.size import ImageSize, SizeParam  # noqa: E402
 from synth.errors import SynthError  # noqa: E402
@@ -50,7 +50,7 @@ NORMALS_PER_STEP = 8  # normal images per RealNet / PRN optimiser step (batch 16
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-DOCS_PAGE = DOCS / "benchmarks.md"  # the page that holds SECTION
+DOCS_PAGE = DOCS / "benchmarks" / "quality.md"  # the page that holds SECTION
 IMAGES = DOCS / "img"  # matrix_<category>.png
 RECORDS = REPO / "benchmarks" / "results"  # default --record: RECORDS / f"matrix-{size}px"
 DATA = Path("..", "shared", "data")  # relative to the repository root, where every command runs
@@ -318,7 +318,7 @@ def sdas_model(pair: str) -> tuple[str, str]:
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Where finished cells' results are kept (default: benchmarks/results/matrix-<size>px).")
 @click.option("--collect-only", is_flag=True, help="Only read the results already under --work (no runs).")
-@click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks.md and docs/img/matrix_*.png.")
+@click.option("--docs/--no-docs", default=True, help="Write docs/benchmarks/quality.md and docs/img/matrix_*.png.")
 def command(work: Path, size: ImageSize, count: int, seeds: int, categories: str, generators: str, detectors: str,
             threads: int, sdas_models: tuple[str, ...], pairs: tuple[str, ...], record: Path | None,
             collect_only: bool, docs: bool) -> None:

@@ -8,7 +8,7 @@ random-ish anomaly maps with ties (smooth noise plus bumps on the defects, round
 
 * ``former``: detectors/metrics.py before issue 14 (a stable float64 argsort of all pixels, then
   cumulative sums; scikit-learn for pixel AUROC and AP), copied below;
-* ``current``: detectors.metrics as it is now (the per-metric functions, and ``evaluate``, which
+* ``current``: detectors.evaluation.metrics as it is now (the per-metric functions, and ``evaluate``, which
   shares one sort between the three);
 * ``reference``: AUPRO as the official MVTec AD evaluation code computes it (``REFERENCE_*`` below:
   a re-implementation from its published description, not a copy), pixel AUROC and AP as
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=256, help="scores are multiples of 1/LEVELS (ties)")
     args = parser.parse_args()
 
-    from detectors.metrics import aupro, evaluate, pixel_ap, pixel_auroc
+    from detectors.evaluation.metrics import aupro, evaluate, pixel_ap, pixel_auroc
 
     masks, maps = random_maps(args.maps, args.size, args.seed, args.levels)
     labels = (masks > 0).any(axis=(1, 2)).astype(int)

@@ -31,9 +31,9 @@ if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from detectors import create_detector  # noqa: E402
-from detectors.bench import TestSet, evaluate_on_test_set  # noqa: E402
-from detectors.data import training_set  # noqa: E402
-from detectors.realnet import RealNetConfig  # noqa: E402
+from detectors.data.training import training_set  # noqa: E402
+from detectors.evaluation.bench import TestSet, evaluate_on_test_set  # noqa: E402
+from detectors.models.realnet import RealNetConfig  # noqa: E402
 from synth.data import load_category  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,9 +22,9 @@ def measure(directory: Path, category: str, data: Path | None, samples: int) -> 
     """Colour error and slopes of the model in ``directory``."""
     import torch
 
-    from synth.diffusion.model import load_model
-    from synth.score import RealImages, colour_error, epsilon_slopes, sample_model
     from synth.data import load_category
+    from synth.diffusion.model import load_model
+    from synth.quality.score import RealImages, colour_error, epsilon_slopes, sample_model
 
     unet, config = load_model(directory)
     real_images = np.stack(load_category(data, category, None, config.size).train_images)

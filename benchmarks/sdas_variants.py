@@ -15,7 +15,7 @@ import torch
 
 from synth.data import load_category
 from synth.generators import GeneratorSettings, create_generator
-from synth.rng import per_sample_rng
+from synth.pipeline.rng import per_sample_rng
 
 VARIANTS = {"plain": {}, "t0": {"t0": None}, "aligned": {"mask": "aligned"}, "t0 + aligned": {"t0": None, "mask": "aligned"}}
 

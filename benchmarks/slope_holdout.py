@@ -27,7 +27,7 @@ import torch
 from synth.data import load_category
 from synth.diffusion.model import load_model
 from synth.diffusion.schedule import Schedule
-from synth.score import RealImages, epsilon_slopes
+from synth.quality.score import RealImages, epsilon_slopes
 
 TIMESTEPS = (50, 100, 300, 500, 999)
 

@@ -19,11 +19,11 @@ from annotated_types import Ge, Gt, Le, Lt
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from detectors.data.tiling import Tiler
+from detectors.data.training import TrainingSet
 from synth.backbones import DEFAULT_BACKBONE
 from synth.data.size import ImageSize
 from synth.diffusion.precision import fast_bf16
-from detectors.data import TrainingSet
-from detectors.tiling import Tiler
 from synth.errors import SynthError
 
 CONFIG_FILE = "config.json"
@@ -49,7 +49,7 @@ class DetectorConfig:
     height: int | None = None  # training image height and width (recorded by the CLI/bench for eval)
     width: int | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # backbone and training; auto: bf16 where the CPU has it
-    tile: tuple[AtLeastOne, AtLeastOne] | None = None  # fit and score on (height, width) tiles (detectors.tiling)
+    tile: tuple[AtLeastOne, AtLeastOne] | None = None  # fit and score on (height, width) tiles (detectors.data.tiling)
     tile_stride: tuple[AtLeastOne, AtLeastOne] | None = None  # between tiles; None: half the tile (overlaps averaged)
 
     def image_size(self) -> ImageSize | None:

@@ -10,21 +10,21 @@ from typing import Any, Sequence
 import click
 import torch
 
-from synth.backbones import BACKBONES
 from detectors.base import DETECTORS, DetectorConfig, create_detector, load_detector
-from detectors.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
+from synth.backbones import BACKBONES
+from detectors.evaluation.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, run_bench, write_overlays)
-from detectors.data import TrainingSet, training_set
+from detectors.data.training import TrainingSet, training_set
 from detectors.matrix import check_recorded_settings, run_matrix, write_report
 from detectors.matrix.inputs import (DEFAULT_DETECTORS, DEFAULT_GENERATORS, anomaly_rows, detector_names,
                                      generator_rows, make_matrix, overrides_by_detector)
 from detectors.matrix.plots import SHEET_MAPS
 from detectors.matrix.report import REPORT
+from synth.cli import run_command_line
 from synth.data import Category, ImageSize, load_category
 from synth.data.size import MAX_SIDE, SizeParam
-from synth.cli import run_command_line
 from synth.errors import SynthError
-from synth.provenance import portable_value
+from synth.pipeline.provenance import portable_value
 from synth.shards import MANIFEST, read_manifest, verify_dataset
 
 DEFAULT_ANOMALY_FRACTION = 0.25

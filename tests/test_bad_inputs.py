@@ -21,7 +21,7 @@ import pytest
 
 from detectors.cli import check_anomaly_sources
 from detectors.cli import main as detectors_main
-from synth.locking import LOCK_NAME, output_lock
+from synth.safety.locking import LOCK_NAME, output_lock
 from tests.conftest import noise_image, run_cli, write_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,7 +177,7 @@ def test_score_of_a_truncated_shard_is_one_line(dataset, tmp_path, capsys):
 
 
 def test_score_warns_about_another_category(dataset, monkeypatch, caplog):
-    from synth import score
+    from synth.quality import score
 
     def stop(*_):
         raise RuntimeError("stop before the features")
@@ -296,7 +296,7 @@ def damaged(dataset: Path, how: str) -> Path:
 ])
 def test_detectors_bad_input_is_one_line_before_the_fit(mvtec_tree, dataset, tmp_path, capsys, monkeypatch, args,
                                                          message):
-    from detectors import bench
+    from detectors.evaluation import bench
 
     monkeypatch.setattr(bench, "fit_detector", lambda *_: pytest.fail("fitted despite bad input"))
     words = [damaged(dataset, a[1:-1]) if a.startswith("{") else a for a in args]
@@ -306,7 +306,7 @@ def test_detectors_bad_input_is_one_line_before_the_fit(mvtec_tree, dataset, tmp
 
 
 def test_a_test_folder_without_masks_is_refused_before_the_fit(mvtec_tree, tmp_path, capsys, monkeypatch):
-    from detectors import bench
+    from detectors.evaluation import bench
 
     shutil.rmtree(mvtec_tree / "widget/ground_truth")
     monkeypatch.setattr(bench, "fit_detector", lambda *_: pytest.fail("fitted despite a test set without masks"))
@@ -387,9 +387,9 @@ def flipped(data: bytes, at: int) -> bytes:
 
 
 def test_an_undecodable_png_is_one_line_without_opencv_or_libpng_noise(tmp_path, capfd):
-    from detectors.data import read_anomalies
+    from detectors.data.training import read_anomalies
     from synth.errors import SynthError
-    from synth.plan import GenerationPlan, run_plan
+    from synth.pipeline.plan import GenerationPlan, run_plan
 
     dataset = run_plan(GenerationPlan(generator="cutpaste", category="brick", size=32, shard_size=4, num_samples=8,
                                       out=tmp_path / "set"), progress=False)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from detectors import bench
-from detectors.bench import Result, evaluate_on_test_set, markdown_table
-from detectors.metrics import (_binned_auroc, _pixel_histograms, bootstrap_intervals, image_auroc,
+from detectors.evaluation import bench
+from detectors.evaluation.bench import Result, evaluate_on_test_set, markdown_table
+from detectors.evaluation.metrics import (_binned_auroc, _pixel_histograms, bootstrap_intervals, image_auroc,
                                paired_difference_interval, paired_difference_interval_over_seeds, pixel_auroc,
                                resample_counts)
 from synth.errors import SynthError

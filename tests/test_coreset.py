@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import detectors.patchcore as patchcore
+import detectors.models.patchcore as patchcore
 from detectors import create_detector
-from detectors.patchcore import CORESET_METHODS, greedy_coreset, project, select_coreset
+from detectors.models.patchcore import CORESET_METHODS, greedy_coreset, project, select_coreset
 from synth.errors import SynthError
 from tests.conftest import real_data
 from tests.test_detectors_models import one_thread  # noqa: F401  (autouse: one torch thread)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from detectors.cli import main
-from detectors.data import read_anomalies
+from detectors.data.training import read_anomalies
 from synth.data import load_category
 from synth.errors import SynthError
 from tests.conftest import write_image

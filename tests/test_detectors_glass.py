@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detectors import create_detector
-from detectors.glass import MANIFOLD_RING, Ring, judge_hypersphere
+from detectors.models.glass import MANIFOLD_RING, Ring, judge_hypersphere
 from synth.errors import SynthError
 from tiny_defects import check_separates_and_round_trips, tiny_test_set, tiny_training_set
 
@@ -95,6 +95,6 @@ def test_bad_glass_settings_are_one_line_errors():
     with pytest.raises(SynthError, match="noise_std"):
         create_detector("glass", noise_std=0)
     with pytest.raises(SynthError, match="synthetic anomalies"):
-        from detectors.data import TrainingSet
+        from detectors.data.training import TrainingSet
 
         create_detector("glass", **FAST).fit(TrainingSet(tiny_training_set().normal))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from detectors.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
+from detectors.evaluation.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
 from synth.errors import SynthError
 
 

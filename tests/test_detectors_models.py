@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from detectors import TrainingSet, create_detector, load_detector
+from detectors.evaluation.metrics import image_auroc, pixel_auroc
+from detectors.models.patchcore import PatchCore, greedy_coreset
 from synth.backbones import create_backbone
-from detectors.metrics import image_auroc, pixel_auroc
-from detectors.patchcore import PatchCore, greedy_coreset
 from synth.data import load_category
 from synth.errors import SynthError
 

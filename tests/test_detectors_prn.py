@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from detectors import create_detector
-from detectors.losses import binary_focal_loss
-from detectors.prn import MultiScaleFusion, MultiSizeAttention, Prototypes
+from detectors.models.prn import MultiScaleFusion, MultiSizeAttention, Prototypes
+from detectors.training.losses import binary_focal_loss
 from synth.errors import SynthError
 from tiny_defects import SIZE, check_separates_and_round_trips, tiny_training_set
 
@@ -57,7 +57,7 @@ def test_prn_separates_an_obvious_defect_and_round_trips(tmp_path):
 
 
 def test_prn_needs_synthetic_anomalies_and_a_fitting_size():
-    from detectors.data import TrainingSet
+    from detectors.data.training import TrainingSet
 
     with pytest.raises(SynthError, match="synthetic anomalies"):
         create_detector("prn", **FAST).fit(TrainingSet(tiny_training_set().normal))

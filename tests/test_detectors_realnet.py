@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from detectors import create_detector
-from detectors.realnet import RealNet, ResidualSelection, afs_channels, afs_losses, rrs_channels
+from detectors.models.realnet import RealNet, ResidualSelection, afs_channels, afs_losses, rrs_channels
 from synth.errors import SynthError
 from tiny_defects import check_separates_and_round_trips, tiny_training_set
 
@@ -68,7 +68,7 @@ def test_realnet_rejects_sizes_its_unets_cannot_take():
 
 
 def test_realnet_needs_synthetic_anomalies():
-    from detectors.data import TrainingSet
+    from detectors.data.training import TrainingSet
 
     with pytest.raises(SynthError, match="synthetic anomalies"):
         create_detector("realnet", **FAST).fit(TrainingSet(tiny_training_set().normal))

@@ -13,9 +13,9 @@ import pytest
 
 from synth.data import load_category
 from synth.errors import SynthError
-from synth.plan import GenerationPlan, run_plan
+from synth.pipeline.plan import GenerationPlan, run_plan
+from synth.pipeline.strength import parse_strength
 from synth.shards import ShardWriter
-from synth.strength import parse_strength
 from tests.conftest import real_data, run_cli
 
 GEN = ["gen", "--generator", "cutpaste-union", "--category", "brick", "--size", "32", "--shard-size", "8"]

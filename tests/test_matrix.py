@@ -15,7 +15,7 @@ import detectors.matrix.runner as runner_module
 from detectors.cli import main
 from detectors.matrix.inputs import generator_rows, split_generators
 from detectors.matrix.plots import pyplot
-from detectors.metrics import paired_difference_interval_over_seeds
+from detectors.evaluation.metrics import paired_difference_interval_over_seeds
 from synth.data import ImageSize
 from synth.errors import SynthError
 from synth.shards.card import DATASET_FORMAT

@@ -6,7 +6,7 @@ import hashlib
 import shlex
 from pathlib import Path
 
-from synth.provenance import (model_id, model_provenance, path_roles, portable_command, portable_value,
+from synth.pipeline.provenance import (model_id, model_provenance, path_roles, portable_command, portable_value,
                               relative_source)
 
 

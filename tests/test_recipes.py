@@ -10,7 +10,7 @@ import pytest
 from synth.data import ImageSize
 from synth.errors import SynthError
 from synth.masks.foreground import REALNET_RULES, check_rule
-from synth.recipes import load_recipe, select
+from synth.pipeline.recipes import load_recipe, select
 from tests.conftest import run_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -15,12 +15,12 @@ import datasets
 import numpy as np
 import pytest
 
-from detectors import bench
 from detectors.cli import load_training
 from detectors.cli import main as detectors_main
+from detectors.evaluation import bench
 from synth.data import ImageSize, load_category
 from synth.errors import SynthError
-from synth.plan import GenerationPlan, run_plan
+from synth.pipeline.plan import GenerationPlan, run_plan
 from synth.shards import ShardWriter
 from tests.conftest import noise_image, run_cli, write_image
 

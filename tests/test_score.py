@@ -12,7 +12,7 @@ import torch
 from synth.cli import main
 from synth.diffusion.schedule import Schedule
 from synth.errors import SynthError
-from synth.score import RealImages, block_products, colour_error, diversity, epsilon_slopes, kid
+from synth.quality.score import RealImages, block_products, colour_error, diversity, epsilon_slopes, kid
 
 
 def test_colour_error_against_the_nearest_real_mean_colour():
@@ -86,7 +86,7 @@ def test_epsilon_slopes_pool_draws_and_report_their_spread(centred):
 @pytest.mark.parametrize("threads", [1])
 def test_score_cli_on_a_tiny_dataset_and_the_real_floor(tmp_path, threads, monkeypatch):
     torch.set_num_threads(threads)
-    monkeypatch.setattr("synth.score.FEATURE_SIZE", 64)  # small backbone inputs keep the test fast
+    monkeypatch.setattr("synth.quality.score.FEATURE_SIZE", 64)  # small backbone inputs keep the test fast
     dataset = tmp_path / "grass-cutpaste"
     with pytest.raises(SystemExit) as done:
         main(["gen", "--generator", "cutpaste", "--category", "grass", "--size", "32", "-n", "12",
@@ -110,10 +110,10 @@ def test_score_cli_on_a_tiny_dataset_and_the_real_floor(tmp_path, threads, monke
 
 def test_model_score_reports_the_change_from_s0_per_strength(tmp_path, monkeypatch):
     from synth.diffusion.model import ModelConfig, build_unet, save_model
-    from synth.score import report_markdown, score_model
+    from synth.quality.score import report_markdown, score_model
 
     torch.set_num_threads(1)
-    monkeypatch.setattr("synth.score.FEATURE_SIZE", 64)
+    monkeypatch.setattr("synth.quality.score.FEATURE_SIZE", 64)
     torch.manual_seed(0)
     save_model(build_unet("micro"), tmp_path / "brick", ModelConfig(class_names=["brick"], preset="micro", size=16))
     report = score_model(tmp_path / "brick", "brick", None, None, [0.5, 0.0, 4.0], 4, 3, "ddim", progress=False)
@@ -126,7 +126,7 @@ def test_model_score_reports_the_change_from_s0_per_strength(tmp_path, monkeypat
 def test_dataset_contrast_inside_the_masks(tmp_path):
     import cv2
 
-    from synth.contrast import dataset_rows, summarize
+    from synth.quality.contrast import dataset_rows, summarize
 
     data = tmp_path / "data" / "parts"
     data.mkdir(parents=True)

@@ -197,7 +197,7 @@ def test_image_conditioned_t0_0_returns_the_normal_image(micro_model, tmp_path, 
 
 def aligned_mask_area(model: Path, s: float, mask: str = "aligned", t0: int | None = None) -> list[int]:
     from synth.generators.sdas import SDAS
-    from synth.rng import per_sample_rng
+    from synth.pipeline.rng import per_sample_rng
 
     generator = SDAS(str(model), "brick", 32, strength=(s, s), steps=4, blend=True, foreground="none",
                      t0=t0, mask_source=mask)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detectors import TrainingSet, create_detector, load_detector
-from detectors.bench import fit_detector
+from detectors.evaluation.bench import fit_detector
 from synth.data import ImageSize, load_category
 from tests.conftest import run_cli, write_image
 from tests.test_detectors_cli import run

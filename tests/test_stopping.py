@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from detectors import create_detector, load_detector
-from detectors.stopping import EarlyStopping
-from detectors.synthetic import cache_features, normal_counterparts, validate_cached, validate_held_out
+from detectors.training.loop import cache_features, normal_counterparts, validate_cached, validate_held_out
+from detectors.training.stopping import EarlyStopping
 from tests.test_detectors_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tiny_defects import tiny_training_set
 
@@ -115,7 +115,7 @@ def test_validation_on_cached_features_matches_validation_on_images(name, settin
 
 
 def test_default_schedule_is_a_step_cap_with_plateau_stopping_whatever_the_category_size():
-    from detectors.synthetic import DEFAULT_MAX_STEPS, epoch_schedule
+    from detectors.training.loop import DEFAULT_MAX_STEPS, epoch_schedule
 
     for steps_per_epoch in (5, 27, 113):  # 40, 209 and 900 normal images at 8 per step
         epochs, val_every = epoch_schedule(steps_per_epoch)

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.data import TrainingSet
-from detectors.tiling import Tiler, window_starts
+from detectors.data.tiling import Tiler, window_starts
+from detectors.data.training import TrainingSet
 from synth.errors import SynthError
 
 

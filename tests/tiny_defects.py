@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from detectors.data import TrainingSet
+from detectors.data.training import TrainingSet
 
 SIZE = 128
 SQUARE = (SIZE, SIZE)
@@ -69,7 +69,7 @@ def check_round_trips(detector, directory: Path, data: TrainingSet,
 
 def check_separates_and_round_trips(detector, directory: Path) -> None:
     """Fit ``detector`` on the tiny set; it must find the defects, and a saved copy must score alike."""
-    from detectors.metrics import image_auroc, pixel_auroc
+    from detectors.evaluation.metrics import image_auroc, pixel_auroc
 
     test = tiny_test_set()
     scores, maps = check_round_trips(detector, directory, tiny_training_set(), test)

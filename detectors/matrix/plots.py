@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from detectors.data import read_anomalies
+from detectors.data.training import read_anomalies
 from detectors.matrix.engine import REFERENCE, Cell, Group, Matrix
 from detectors.matrix.stats import best_cell, mean_interval, values_of
 from synth.errors import SynthError
-from synth.preview import outline
+from synth.pipeline.preview import outline
 
 log = logging.getLogger("detectors")
 METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from detectors.bench import METRIC_COLUMNS
+from detectors.evaluation.bench import METRIC_COLUMNS
 from detectors.matrix.engine import REFERENCE, Group, Matrix
 from detectors.matrix.plots import write_plots
 from detectors.matrix.results import collect, generation_seconds
 from detectors.matrix.stats import Difference, best_cell, difference, mean_interval, mean_of, mean_std, spread, steps, \
     values_of
-from synth.provenance import portable_value
+from synth.pipeline.provenance import portable_value
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro_0.3", "pixel_ap")
 REPORT, REPORT_JSON = "report.md", "report.json"

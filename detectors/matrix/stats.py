@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from detectors.matrix.engine import Group
-from detectors.metrics import paired_difference_interval_over_seeds
+from detectors.evaluation.metrics import paired_difference_interval_over_seeds
 
 
 def values_of(results: Sequence[dict], key: str) -> list[float]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from synth import distributed
 from synth.cli import command_words
 from synth.cli.options import data_options, generator_options, generator_settings
-from synth.plan import GenerationPlan, default_output_dir, run_plan
+from synth.pipeline import distributed
+from synth.pipeline.plan import GenerationPlan, default_output_dir, run_plan
 
 
 @click.command("gen")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from synth.info import dataset_info
+from synth.quality.info import dataset_info
 
 
 @click.command("info")

@@ -9,10 +9,10 @@ import click
 
 from synth.data import DEFAULT_CATEGORY
 from synth.data.size import MAX_SIDE, MIN_SIDE, SizeParam
-from synth.generators import GeneratorSettings
 from synth.errors import SynthError
+from synth.generators import GeneratorSettings
 from synth.masks import RULES, check_rule
-from synth.strength import parse_strength
+from synth.pipeline.strength import parse_strength
 
 DEFAULT_GENERATOR = "sdas"
 

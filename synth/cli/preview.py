@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from synth.cli.options import data_options, generator_options, generator_settings
-from synth.preview import preview, save_png, strength_sweep
-from synth.strength import parse_strength_list
+from synth.pipeline.preview import preview, save_png, strength_sweep
+from synth.pipeline.strength import parse_strength_list
 
 
 @click.command("preview")

@@ -8,7 +8,7 @@ import click
 
 from synth.cli import command_words
 from synth.diffusion.models import models_root
-from synth.recipes import load_recipe, run_recipe
+from synth.pipeline.recipes import load_recipe, run_recipe
 
 
 @click.command("run")

@@ -27,9 +27,9 @@ from synth.diffusion.schedule import DEFAULT_SPACING, SPACINGS
 def command(target: str, data: Path | None, category: str | None, layout: str | None, strengths: str, count: int,
             steps: int, spacing: str, seed: int, out: Path | None, overwrite: bool) -> None:
     """Score TARGET, a synth dataset directory or a diffusion model (directory, Hub id or bundled category)."""
-    from synth.locking import output_lock
-    from synth.strength import parse_strength_list
-    from synth.score import check_report_dir, is_dataset, score_dataset, score_model, write_report
+    from synth.pipeline.strength import parse_strength_list
+    from synth.quality.score import check_report_dir, is_dataset, score_dataset, score_model, write_report
+    from synth.safety.locking import output_lock
 
     values = parse_strength_list(strengths)
     out = out or Path("scores") / Path(target).name

@@ -14,7 +14,7 @@ from synth.diffusion.presets import PRESETS
 
 def _command_line() -> str:
     """The command as typed, local paths replaced by their role, for the model card."""
-    from synth.provenance import portable_command
+    from synth.pipeline.provenance import portable_command
 
     args = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else sys.argv[1:]
     return "synth train " + portable_command(args)

@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 
 from synth.diffusion.schedule import NUM_TRAIN_TIMESTEPS, Schedule, p_mean_log_variance, q_sample
 from synth.errors import SynthError
-from synth.rng import per_sample_rng
+from synth.pipeline.rng import per_sample_rng
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:

@@ -31,9 +31,9 @@ from synth.diffusion.precision import fast_bf16
 from synth.diffusion.presets import get_preset
 from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
 from synth.diffusion.schedule import Schedule, q_sample
-from synth.distributed import world
 from synth.errors import SynthError
-from synth.locking import entries, output_lock
+from synth.pipeline.distributed import world
+from synth.safety.locking import entries, output_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1

@@ -2,7 +2,7 @@
 
 from synth.generators.base import (Generator, GeneratorSettings, Sample, available_generators,
                                    create_generator, register)
-from synth.rng import per_sample_rng
+from synth.pipeline.rng import per_sample_rng
 
 __all__ = ["Generator", "GeneratorSettings", "Sample", "available_generators", "create_generator",
            "per_sample_rng", "register"]

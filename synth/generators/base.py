@@ -12,7 +12,7 @@ import numpy as np
 
 from synth.data.size import ImageSize
 from synth.errors import SynthError
-from synth.strength import parse_range
+from synth.pipeline.strength import parse_range
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -22,19 +22,19 @@ import cv2
 import numpy as np
 import torch
 
-from synth import distributed
+from synth.data.size import ImageSize
 from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
 from synth.diffusion.precision import fast_bf16, precision_name
 from synth.diffusion.sampler import SDASSampler, check_t0, from_uint8, to_uint8, torch_generator, twin_generators
 from synth.diffusion.schedule import DEFAULT_SPACING
-from synth.data.size import ImageSize
 from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
 from synth.masks import aligned_mask, anomaly_mask, default_rule, foreground_mask
 from synth.masks.aligned import DEFAULT_THRESHOLD
-from synth.provenance import model_provenance
-from synth.strength import parse_range
+from synth.pipeline import distributed
+from synth.pipeline.provenance import model_provenance
+from synth.pipeline.strength import parse_range
 
 DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
 DEFAULT_STEPS = 20  # RealNet samples 20 steps, every 50th timestep (guided-diffusion's "ddim20")

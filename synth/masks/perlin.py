@@ -5,7 +5,7 @@ in float32: every lattice corner's term ``g · (f − d) · fade`` is a row weig
 times a column weight, so the gradient lattice is interpolated along y first (an H x (rx+1)
 array), then along x, with no BLAS call (a matrix-product form was as fast on an idle core but
 ~100x slower when OpenBLAS threads compete for busy cores). Figures against the former per-pixel
-gather form and the ``noise`` package: docs/benchmarks.md, "## Generators".
+gather form and the ``noise`` package: docs/benchmarks/speed.md, "## Generators".
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from synth.data import BUILTIN_CATEGORIES, ImageSize, load_category
 from synth.data.images import decode_bytes
 from synth.errors import SynthError
-from synth.locking import entries, output_lock
-from synth.names import safe_name
+from synth.safety.locking import entries, output_lock
+from synth.safety.names import safe_name
 from synth.shards.card import read_manifest, verify_dataset
 from synth.shards.writer import encode_png
 

@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from synth.backbones import STRIDES, create_backbone
 from detectors.base import AtLeastOne, register
-from detectors.data import TrainingSet
-from detectors.losses import binary_focal_loss
-from detectors.synthetic import SyntheticConfig, SyntheticDetector, cache_features
+from detectors.data.training import TrainingSet
+from detectors.training.loop import SyntheticConfig, SyntheticDetector, cache_features
+from detectors.training.losses import binary_focal_loss
+from synth.backbones import STRIDES, create_backbone
 from synth.data.size import ImageSize
 from synth.errors import SynthError
 

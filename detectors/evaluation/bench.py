@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from detectors.base import Detector, create_detector
-from detectors.data import TrainingSet
-from detectors.metrics import bootstrap_intervals, evaluate
+from detectors.data.training import TrainingSet
+from detectors.evaluation.metrics import bootstrap_intervals, evaluate
 from synth.data import Category, ImageSize
 from synth.errors import SynthError
-from synth.provenance import data_role, portable_value
+from synth.pipeline.provenance import data_role, portable_value
 from synth.shards.card import write_text_atomic
 
 METRIC_COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro_0.3": "AUPRO@0.3",

@@ -45,10 +45,10 @@ from diffusers import UNet2DModel
 from torch import nn
 from tqdm import tqdm
 
-from synth.backbones import STRIDES, create_backbone
 from detectors.base import AtLeastOne, register
-from detectors.data import TrainingSet
-from detectors.synthetic import SyntheticConfig, SyntheticDetector
+from detectors.data.training import TrainingSet
+from detectors.training.loop import SyntheticConfig, SyntheticDetector
+from synth.backbones import STRIDES, create_backbone
 from synth.errors import SynthError
 
 # m_k / C_k in the official configs (wide_resnet50_2: 256/256, 512/512, 512/1024, 256/2048).

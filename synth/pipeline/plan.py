@@ -21,15 +21,15 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 import synth
-from synth import distributed
 from synth.data import Category, ImageSize, load_category
 from synth.data.layouts import license_note
 from synth.errors import SynthError
 from synth.generators import Generator, GeneratorSettings, create_generator, per_sample_rng
-from synth.locking import output_lock
-from synth.names import safe_name
-from synth.orphans import die_with_parent, parent_alive
-from synth.provenance import data_role, path_roles, portable_command, portable_value
+from synth.pipeline import distributed
+from synth.pipeline.provenance import data_role, path_roles, portable_command, portable_value
+from synth.safety.locking import output_lock
+from synth.safety.names import safe_name
+from synth.safety.orphans import die_with_parent, parent_alive
 from synth.shards import (DATASET_FORMAT, MANIFEST, ShardWriter, dataset_features, expected_rows, features_entry,
                           read_manifest, verify_dataset, write_card, write_json_atomic)
 from synth.shards.directory import prepare_directory, require_directory

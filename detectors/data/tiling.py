@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from detectors.data import TrainingSet
+from detectors.data.training import TrainingSet
 from synth.errors import SynthError
 
 Pair = tuple[int, int]  # (height, width)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from synth.backbones import create_backbone
 from detectors.base import AtLeastOne, Detector, DetectorConfig, Ratio, register
-from detectors.data import TrainingSet
+from detectors.data.training import TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features
+from synth.backbones import create_backbone
 from synth.errors import SynthError
 
 OFFICIAL_EMBED_DIM = 1024  # pretrain_embed_dimension = target_embed_dimension in the paper's runs

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from synth.backbones import create_backbone
 from detectors.base import AtLeastOne, Detector, NonNegativeInt, register
-from detectors.data import Batch, TrainingSet
+from detectors.data.training import Batch, TrainingSet
 from detectors.features import DEFAULT_STRIDES, anomaly_maps, default_embed_dim, embed_images, patch_features
-from detectors.stopping import EarlyStopping
-from detectors.synthetic import ValidationConfig, normal_counterparts, split_rows, validate_held_out
+from detectors.training.loop import ValidationConfig, normal_counterparts, split_rows, validate_held_out
+from detectors.training.stopping import EarlyStopping
+from synth.backbones import create_backbone
 from synth.errors import SynthError
 
 OFFICIAL_EMBED_DIM = 1536  # pretrain/target_embed_dimension in the official run.sh

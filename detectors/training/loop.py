@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from synth.backbones import Backbone
 from detectors.base import AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, Share
-from detectors.data import TrainingSet
-from detectors.metrics import image_auroc, pixel_ap
-from detectors.stopping import EarlyStopping
+from detectors.data.training import TrainingSet
+from detectors.evaluation.metrics import image_auroc, pixel_ap
+from detectors.training.stopping import EarlyStopping
+from synth.backbones import Backbone
 from synth.errors import SynthError
 
 THUMBNAIL = 32  # side of the thumbnails compared when matching anomalies to their normal image

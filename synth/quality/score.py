@@ -8,7 +8,7 @@ Per group of samples (a strength s for a model; the whole dataset for a dataset)
   globally pooled EfficientNet-Lite0 features, beside the same KID between two halves of the real
   images (the floor: what "as real as the real images" reads as with this many images);
 - diversity: mean pairwise cosine distance of those features, and the same among the real images.
-- anomaly contrast (``synth.contrast``): for a model, each sample's change from the s = 0 sample of
+- anomaly contrast (``synth.quality.contrast``): for a model, each sample's change from the s = 0 sample of
   the same seed (the same noise), over the whole image: the median change in grey levels and the
   share of pixels changed by more than 8 grey levels, so one table shows which s gives visible and
   still realistic samples; for a blended dataset with ``--data``, the same inside its masks against
@@ -36,13 +36,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synth.backbones import create_backbone
-from synth.contrast import VISIBLE, dataset_rows, pixel_change, summarize
 from synth.data import ImageSize, load_category
 from synth.data.images import decode_bytes
 from synth.diffusion.model import ModelConfig, load_model
 from synth.diffusion.schedule import Schedule, q_sample
 from synth.errors import SynthError
 from synth.hub import is_hub_id
+from synth.quality.contrast import VISIBLE, dataset_rows, pixel_change, summarize
 from synth.shards import completed_shards, read_manifest, verify_dataset
 
 log = logging.getLogger("synth")
@@ -241,7 +241,7 @@ def score_model(model: str | Path, category: str | None, data: Path | None, layo
     """The realism report of a diffusion model: one group per strength, the floor and the ε slopes."""
     from synth.diffusion.models import find_model
     from synth.diffusion.precision import fast_bf16
-    from synth.provenance import model_provenance
+    from synth.pipeline.provenance import model_provenance
 
     if not Path(model).exists() and not is_hub_id(model) and "/" not in str(model):  # a category: its model
         category = category or str(model)

@@ -15,11 +15,11 @@ from synth.diffusion.presets import get_preset
 from synth.errors import SynthError
 from synth.generators import GeneratorSettings
 from synth.masks import check_rule
-from synth.names import safe_name
-from synth.plan import GenerationPlan
-from synth.provenance import path_roles, portable_command
+from synth.pipeline.plan import GenerationPlan
+from synth.pipeline.provenance import path_roles, portable_command
+from synth.pipeline.strength import parse_strength
+from synth.safety.names import safe_name
 from synth.shards import read_manifest
-from synth.strength import parse_strength
 
 
 @dataclass
@@ -171,7 +171,7 @@ def run_recipe(recipe: Recipe, data: Path | None, models: Path, out_root: Path, 
 
     ``command`` is the command line, word by word; what is recorded has its local paths replaced.
     """
-    from synth.plan import run_plan
+    from synth.pipeline.plan import run_plan
 
     data = data or recipe.data
     categories = select(recipe, only)

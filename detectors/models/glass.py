@@ -22,7 +22,7 @@ Follows cqylunlun/GLASS (glass.py, model.py, datasets/mvtec.py, shell/run-mvtec.
 Departures (also in docs/detectors/glass.md):
 
 * LAS images come pre-generated from synth shards (``--anomalies``, e.g. the draem generator: Perlin masks x DTD
-  textures, GLASS's own recipe) through the shared training loop of ``detectors.synthetic``; a batch of 16 is 8
+  textures, GLASS's own recipe) through the shared training loop of ``detectors.training.loop``; a batch of 16 is 8
   normal images and 8 anomalies, the normal features are the 8 normal images and the 8 anomalies' sources.
 * No test-set checkpoint choice (GLASS keeps the epoch with the best test image + pixel AUROC): the state with the
   best score on held-out synthetic rows is kept and training stops on its plateau, at most 800 optimiser steps
@@ -47,13 +47,13 @@ import torch.nn.functional as F
 from annotated_types import Gt
 from torch import nn
 
-from synth.backbones import create_backbone
 from detectors.base import AtLeastOne, NonNegativeFloat, NonNegativeInt, Share, Ratio, register
-from detectors.data import TrainingSet
+from detectors.data.training import TrainingSet
 from detectors.features import DEFAULT_STRIDES, aggregate_patches, anomaly_maps, default_embed_dim
-from detectors.losses import binary_focal_loss
-from detectors.simplenet import OFFICIAL_EMBED_DIM, Discriminator
-from detectors.synthetic import FeatureCache, SyntheticConfig, SyntheticDetector
+from detectors.models.simplenet import OFFICIAL_EMBED_DIM, Discriminator
+from detectors.training.loop import FeatureCache, SyntheticConfig, SyntheticDetector
+from detectors.training.losses import binary_focal_loss
+from synth.backbones import create_backbone
 
 PositiveFloat = Annotated[float, Gt(0)]
 

@@ -1,0 +1,1 @@
+"""Evaluation on real defects: the metrics and the fit/score/report harness."""

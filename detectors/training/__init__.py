@@ -1,0 +1,1 @@
+"""Training on synthetic anomalies: the shared loop, its early stopping and its losses."""
