@@ -17,7 +17,6 @@ from detectors.base import DETECTORS, get_detector_class
 from detectors.matrix.engine import REFERENCE, Cell, Matrix
 from synth.cli.options import parse_mix
 from synth.data import ImageSize, load_category
-from synth.data.size import MIN_SIDE
 from synth.errors import SynthError
 from synth.generators.base import available_generators, generator_class
 from synth.generators.mix import mixture_weights
@@ -126,9 +125,10 @@ def overrides_by_detector(settings: dict[str, Any], detectors: Sequence[str]) ->
     return overrides
 
 
-def check_data(root: Path, category: str) -> None:
-    """SynthError unless ``root`` holds ``category`` with training images and a test set (read small)."""
-    found = load_category(root, category, size=ImageSize.square(MIN_SIDE))
+def check_data(root: Path, category: str, size: ImageSize) -> None:
+    """SynthError unless ``root`` holds ``category`` with training images and a test set (read at ``size``,
+    so a stretch warning names the size the cells use)."""
+    found = load_category(root, category, size=size)
     if not found.train_images or not found.test:
         raise SynthError(f"category {category} in {root} has no {'test' if found.train_images else 'training'} images")
 
@@ -150,7 +150,7 @@ def make_matrix(out: Path, data: Path, category: str, rows: dict[str, tuple[str,
     (``options``: size, count, seeds, threads, tile, tile_stride, overrides, overlays)."""
     if not rows and not anomalies:
         raise SynthError("no anomalies to train on: give --generators or --anomalies")
-    check_data(data, category)
+    check_data(data, category, ImageSize.coerce(options["size"]))
     check_work_folder(out)
     matrix = Matrix(out.absolute(), {category: str(data)}, rows, detectors, anomalies=anomalies, **options)
     seen, option = (matrix.tile, "--tile") if matrix.tile else (matrix.size, "--size")
