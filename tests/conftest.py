@@ -14,6 +14,15 @@ from synth.cli import main
 SHARED_DATA = Path(os.environ.get("SYNTH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def no_strength_response(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainings in tests skip the strength response (12 x 32 samples of 20 steps: ~15 s on a micro model),
+    except in tests marked ``strength_response``."""
+    if request.node.get_closest_marker("strength_response") is None:
+        monkeypatch.setattr("synth.quality.response.save_responses", lambda *args, **kwargs: {})
+        monkeypatch.setattr("synth.quality.response.response_markdown", lambda responses: "")
+
+
 def real_data(*parts: str) -> Path:
     """A folder of the optional real data; skips the test when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -78,7 +78,7 @@ LOSS_NOTES = {
 
 
 def model_card(config: ModelConfig, command: str, seconds: float, final_loss: float | None,
-               source_license: str = "") -> str:
+               source_license: str = "", strength_response: str = "") -> str:
     """README.md of a model directory."""
     preset = get_preset(config.preset)
     kind = "class-conditional" if config.num_classes else "single-category"
@@ -118,4 +118,5 @@ Samples (s = 0) during training are in `samples/`.
 The weights are derived from the training images and inherit their licence terms (for MVTec AD:
 CC BY-NC-SA 4.0, non-commercial). `synth score DIR --data ROOT --category NAME` reports how real
 its samples look (colour error, KID against the real images, per-scale ε slopes).
-"""
+
+{strength_response}"""

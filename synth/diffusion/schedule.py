@@ -25,6 +25,7 @@ def linear_betas(num_timesteps: int = NUM_TRAIN_TIMESTEPS) -> np.ndarray:
 
 SPACINGS = ("ddim", "even")
 DEFAULT_SPACING = "ddim"  # RealNet samples with guided-diffusion's "ddim20": every 50th timestep
+DEFAULT_SAMPLING_STEPS = 20  # and 20 steps (ddim20): what `synth gen` samples with
 
 
 def space_timesteps(num_timesteps: int, steps: int, spacing: str = "even") -> list[int]:

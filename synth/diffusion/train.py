@@ -30,9 +30,10 @@ from synth.diffusion.model import CONFIG_NAME, ModelConfig, build_unet, save_mod
 from synth.diffusion.precision import fast_bf16
 from synth.diffusion.presets import get_preset
 from synth.diffusion.sampler import SDASSampler, image_generators, to_uint8
-from synth.diffusion.schedule import Schedule, q_sample
+from synth.diffusion.schedule import DEFAULT_SAMPLING_STEPS, DEFAULT_SPACING, Schedule, q_sample
 from synth.errors import SynthError
 from synth.pipeline.distributed import world
+from synth.quality import response  # the module: it imports synth.diffusion in turn
 from synth.safety.locking import entries, output_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -277,7 +278,10 @@ def _train(options: TrainOptions) -> ModelConfig:
         write_png(out / "loss.png", loss_curve(losses))
         final = float(np.mean(losses[-100:])) if losses else None
         licence = license_note(data_root, class_names[0]) if len(class_names) == 1 else ""
-        (out / "README.md").write_text(model_card(config, options.command, time.perf_counter() - started, final,
-                                                  licence))
+        seconds = time.perf_counter() - started
+        responses = response.save_responses(out, DEFAULT_SAMPLING_STEPS, DEFAULT_SPACING, accelerator.device,
+                                            options.progress)
+        (out / "README.md").write_text(model_card(config, options.command, seconds, final, licence,
+                                                  response.response_markdown(responses)))
     accelerator.wait_for_everyone()
     return config

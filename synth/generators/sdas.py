@@ -9,6 +9,10 @@ The DDPM samples squares of its preset size. Each side of ``--size`` must be tha
 P is resized to the image's height and width (``upscaled`` in the row). A non-square size stretches P,
 which only ``blend`` accepts (a raw sample would be a distorted image of the category).
 
+``contrast`` (``--contrast LO:HI``, instead of ``--s``) asks for anomalies by visibility: each image
+draws a target change c ~ U[LO, HI] in grey levels and is sampled at the s where the model's measured
+strength response reaches c (``synth.quality.response``); its row records s and ``target_contrast``.
+
 Variants (off by default): ``t0`` starts the reverse process from the normal image noised to t0
 (SDEdit), so P is the same part with anomalies; ``mask = aligned`` takes M from where P differs from
 its s = 0 twin (``synth.masks.aligned``), ``both`` from Perlin ∩ that difference.
@@ -16,6 +20,7 @@ its s = 0 twin (``synth.masks.aligned``), ``both`` from Perlin ∩ that differen
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import cv2
@@ -27,21 +32,21 @@ from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
 from synth.diffusion.precision import fast_bf16, precision_name
 from synth.diffusion.sampler import SDASSampler, check_t0, from_uint8, to_uint8, torch_generator, twin_generators
-from synth.diffusion.schedule import DEFAULT_SPACING
+from synth.diffusion.schedule import DEFAULT_SAMPLING_STEPS, DEFAULT_SPACING
 from synth.errors import SynthError
 from synth.generators.base import Generator, GeneratorSettings, Sample, register
 from synth.masks import aligned_mask, anomaly_mask, default_rule, foreground_mask
 from synth.masks.aligned import DEFAULT_THRESHOLD
 from synth.pipeline import distributed
 from synth.pipeline.provenance import model_provenance
-from synth.pipeline.strength import parse_range
+from synth.pipeline.strength import parse_contrast, parse_range
 
 DEFAULT_STRENGTH = (0.1, 0.2)  # RealNet's SIA: s ~ U[0.1, 0.2]
-DEFAULT_STEPS = 20  # RealNet samples 20 steps, every 50th timestep (guided-diffusion's "ddim20")
 DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
 MASK_SOURCES = ("perlin", "aligned", "both")
 VARIANT_COLUMNS = {"t0": "int64", "mask_source": "string", "mask_threshold": "float64"}
+CONTRAST_COLUMNS = {"target_contrast": "float64"}
 
 
 @register
@@ -54,10 +59,10 @@ class SDAS(Generator):
     }
 
     def __init__(self, model_dir: str, category: str, size: ImageSize | int, strength: tuple[float, float] = DEFAULT_STRENGTH,
-                 steps: int = DEFAULT_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
+                 steps: int = DEFAULT_SAMPLING_STEPS, blend: bool = False, delta: tuple[float, float] = DEFAULT_DELTA,
                  foreground: str | None = None, s_per_batch: bool = False, bf16: bool | None = None,
                  spacing: str = DEFAULT_SPACING, t0: int | None = None, mask_source: str | None = None,
-                 mask_threshold: float = DEFAULT_THRESHOLD) -> None:
+                 mask_threshold: float = DEFAULT_THRESHOLD, contrast: tuple[float, float] | None = None) -> None:
         device = distributed.device()
         self.unet, self.config = load_model(model_dir, device)
         provenance = model_provenance(model_dir)
@@ -93,24 +98,46 @@ class SDAS(Generator):
         self.has_variant = t0 is not None or mask_source is not None
         if self.has_variant:
             self.columns = {**SDAS.columns, **VARIANT_COLUMNS}
+        self.contrast, self.response = contrast, None
+        if contrast is not None:
+            self._use_contrast(model_dir, category, contrast)
+
+    def _use_contrast(self, model_dir: str, category: str, contrast: tuple[float, float]) -> None:
+        """Load (or measure) the model's strength response; the s range the contrast range maps to."""
+        from synth.quality.response import model_response
+
+        if self.t0 is not None:
+            raise SynthError("--contrast reads the response of samples from noise; it does not combine with t0")
+        self.response = model_response(Path(model_dir), self.unet, self.config, category, self.steps, self.spacing,
+                                       self.bf16)
+        reach = float(self.response.reach[-1])
+        if contrast[1] > reach:
+            raise SynthError(f"--contrast up to {contrast[1]:g} asks for more than model {self.model_id} "
+                             f"reaches: its samples change by at most {reach:.1f} grey levels (at s = "
+                             f"{self.response.strengths[-1]:g})")
+        self.strength = tuple(self.response.strength_for(c) for c in contrast)
+        self.columns = {**self.columns, **CONTRAST_COLUMNS}
 
     @classmethod
     def from_settings(cls, settings: GeneratorSettings) -> "SDAS":
         extra = settings.extra
         model_dir = find_model(settings.category, extra.get("model"), extra.get("models"))
         try:
-            steps = int(extra.get("steps", DEFAULT_STEPS))
+            steps = int(extra.get("steps", DEFAULT_SAMPLING_STEPS))
         except ValueError:
             raise SynthError(f"--steps must be an integer, got {extra.get('steps')!r}") from None
         if steps < 1:
             raise SynthError(f"--steps must be at least 1, got {steps}")
+        contrast = parse_contrast(extra["contrast"]) if "contrast" in extra else None
+        if contrast is not None and settings.strength is not None:
+            raise SynthError("--s and --contrast exclude each other: give one")
         return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
                    steps, settings.flag("blend"), parse_range(extra.get("delta", "0.5:1.0"), "--delta", upper=1),
                    settings.foreground, settings.flag("s_per_batch"),
                    settings.flag("bf16") if "bf16" in extra else None,
                    str(extra.get("spacing", DEFAULT_SPACING)), _number(extra, "t0", int),
                    settings.choice("mask", "perlin", MASK_SOURCES) if "mask" in extra else None,
-                   _number(extra, "mask_threshold", float, DEFAULT_THRESHOLD))
+                   _number(extra, "mask_threshold", float, DEFAULT_THRESHOLD), contrast)
 
     @property
     def uses_normal_image(self) -> bool:
@@ -130,26 +157,36 @@ class SDAS(Generator):
                 "sampling_steps": self.steps, "spacing": self.spacing,
                 "blend": self.blend, "delta": list(self.delta) if self.blend else None,
                 "foreground": self.foreground if self.blend else None, "s_per_batch": self.s_per_batch,
-                **variant}
+                **variant, **self._contrast_record()}
+
+    def _contrast_record(self) -> dict[str, Any]:
+        """The contrast range and the response it was mapped through (nothing without --contrast)."""
+        if self.response is None:
+            return {}
+        return {"contrast": list(self.contrast), "strength_response": self.response.record()}
 
     def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
         return self.generate_batch([normal], [rng])[0]
 
     def generate_batch(self, normals: list[np.ndarray], rngs: list[np.random.Generator]) -> list[Sample]:
-        """Sample P for the whole batch on the device; each image's s and noise come from its own rng."""
-        strengths = [float(rng.uniform(*self.strength)) for rng in rngs]
+        """Sample P for the whole batch on the device; each image's s (or target contrast) and noise come
+        from its own rng."""
+        draws = [float(rng.uniform(*(self.contrast or self.strength))) for rng in rngs]
         if self.s_per_batch:  # the official code's behaviour: the batch's first s for every image
-            strengths = [strengths[0]] * len(rngs)
+            draws = [draws[0]] * len(rngs)
+        strengths = [self.response.strength_for(c) for c in draws] if self.response is not None else draws
         generators = [torch_generator(rng) for rng in rngs]
         images, twins = self._sample(normals, strengths, generators)
         samples = []
-        for normal, rng, image, twin, s in zip(normals, rngs, images, twins, strengths):
+        for normal, rng, image, twin, s, draw in zip(normals, rngs, images, twins, strengths, draws):
             params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
                       "model_size": self.model_size,
                       "upscaled": self.size != ImageSize.square(self.model_size), "blended": self.blend}
             if self.has_variant:
                 params.update(t0=self.t0, mask_source=self.mask_source,
                               mask_threshold=self.mask_threshold if self.runs_twin else None)
+            if self.response is not None:
+                params["target_contrast"] = draw
             if self.blend:
                 samples.append(self._blend(normal, image, twin, rng, params))
             else:

@@ -17,7 +17,7 @@ from synth.generators import GeneratorSettings
 from synth.masks import check_rule
 from synth.pipeline.plan import GenerationPlan
 from synth.pipeline.provenance import path_roles, portable_command
-from synth.pipeline.strength import parse_strength
+from synth.pipeline.strength import parse_contrast, parse_strength
 from synth.safety.names import safe_name
 from synth.shards import read_manifest
 
@@ -37,15 +37,17 @@ class Recipe:
     data: Path | None
     size: ImageSize
     num_samples: int
-    strength: tuple[float, float]
+    strength: tuple[float, float] | None  # None when the recipe asks for a contrast instead
     sampling_steps: int
     seed: int
     train: dict[str, Any]
     categories: list[CategoryRecipe] = field(default_factory=list)
+    contrast: str | None = None  # SDAS --contrast LO:HI (grey levels) instead of a strength
 
 
 # The keys a recipe may hold, per table; anything else is a typo that would otherwise be ignored.
-RECIPE_KEYS = {"recipe": {"name", "layout", "data", "size", "num_samples", "strength", "sampling_steps", "seed"},
+RECIPE_KEYS = {"recipe": {"name", "layout", "data", "size", "num_samples", "strength", "contrast", "sampling_steps",
+                          "seed"},
                "train": {"preset", "steps", "batch_size"}, "categories": None}
 CATEGORY_KEYS = {"foreground", "preset", "train_steps"}
 
@@ -116,13 +118,19 @@ def load_recipe(path: Path) -> Recipe:
         except SynthError as error:
             raise SynthError(f"recipe {path}: category {name}: {error}") from None
     layout = head.get("layout")
+    if "strength" in head and "contrast" in head:
+        raise SynthError(f"recipe {path}: [recipe] strength and contrast exclude each other: give one")
+    contrast = str(head["contrast"]) if "contrast" in head else None
+    if contrast is not None:
+        parse_contrast(contrast, f"recipe {path}: [recipe] contrast")
     return Recipe(
         name=safe_name(head.get("name", Path(path).stem), "recipe name"), layout=None if layout == "builtin" else layout,
         data=Path(head["data"]) if head.get("data") else None, size=recipe_size(path, head.get("size", 256)),
-        num_samples=number["num_samples"], strength=parse_strength(str(head.get("strength", "0.1:0.2"))),
+        num_samples=number["num_samples"],
+        strength=None if contrast is not None else parse_strength(str(head.get("strength", "0.1:0.2"))),
         sampling_steps=number["sampling_steps"], seed=number["seed"], train=train,
         categories=[CategoryRecipe(name, c.get("foreground"), c.get("preset"), c.get("train_steps"))
-                    for name, c in categories.items()],
+                    for name, c in categories.items()], contrast=contrast,
     )
 
 
@@ -153,8 +161,9 @@ def generation_plan(recipe: Recipe, category: CategoryRecipe, data: Path | None,
     """The SDAS generation of one category; resumes a dataset that was started before."""
     out = out_root / f"{category.name}-sdas"
     manifest = read_manifest(out)
+    contrast = {"contrast": recipe.contrast} if recipe.contrast is not None else {}
     settings = GeneratorSettings(foreground=category.foreground, strength=recipe.strength,
-                                 extra={"models": str(models), "steps": recipe.sampling_steps})
+                                 extra={"models": str(models), "steps": recipe.sampling_steps, **contrast})
     return GenerationPlan(generator="sdas", category=category.name, out=out, num_samples=recipe.num_samples,
                           data=data, layout=recipe.layout, size=recipe.size, seed=recipe.seed,
                           settings=settings, resume=manifest is not None, command=command)

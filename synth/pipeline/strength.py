@@ -1,4 +1,4 @@
-"""Value-or-range options (``0.15`` or ``0.1:0.2``): the SDAS strength s and the blend factor delta."""
+"""Value-or-range options (``0.15`` or ``0.1:0.2``): the SDAS strength s or target contrast, the blend factor delta."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ MAX_STRENGTH = 10.0  # variance x11; already at s = 1 the bundled bottle model g
 def parse_strength(text: str) -> tuple[float, float]:
     """The SDAS strength s: ``v`` or ``a:b`` with 0 <= a <= b <= ``MAX_STRENGTH``."""
     return parse_range(text, "--s", MAX_STRENGTH)
+
+
+MAX_CONTRAST = 255.0  # grey levels
+
+
+def parse_contrast(text: str, option: str = "--contrast") -> tuple[float, float]:
+    """The SDAS target contrast in grey levels: ``v`` or ``a:b`` with 0 <= a <= b <= ``MAX_CONTRAST``."""
+    return parse_range(text, option, MAX_CONTRAST)
 
 
 def parse_strength_list(text: str) -> list[float]:
