@@ -109,6 +109,11 @@ class Detector(ABC):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what ``state_tensors`` returned."""
 
+    def check_size(self, size: ImageSize) -> None:
+        """SynthError unless both sides of ``size`` (the images or tiles it sees) are multiples of ``size_multiple``."""
+        if size.height % self.size_multiple or size.width % self.size_multiple:
+            raise SynthError(f"{self.name} needs image sides that are multiples of {self.size_multiple}, got {size}")
+
     def score(self, images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Image scores (N,) float64 and anomaly maps (N, H, W) float32 for RGB uint8 images (N, H, W, 3)."""
         if not self.fitted:

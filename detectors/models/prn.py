@@ -235,8 +235,7 @@ class PRN(SyntheticDetector):
                             "full_resolution_head": True, "val_every": 10, "patience": 0, **overrides})
 
     def _build(self, size: ImageSize, prototype_shapes: list[tuple[int, ...]]) -> None:
-        if size.height % SIZE_MULTIPLE or size.width % SIZE_MULTIPLE:
-            raise SynthError(f"PRN needs image sides that are multiples of {SIZE_MULTIPLE}, got {size}")
+        self.check_size(size)
         torch.manual_seed(self.config.seed)
         self.network = PRNetwork(self.channels, size, prototype_shapes, self.config.attention_layers,
                                  self.config.full_resolution_head)

@@ -193,8 +193,7 @@ class RealNet(SyntheticDetector):
 
     def prepare(self, data: TrainingSet, sources: np.ndarray) -> dict[int, torch.Tensor]:
         """Adaptive feature selection on up to ``afs_samples`` synthetic anomalies."""
-        if data.size.height % SIZE_MULTIPLE or data.size.width % SIZE_MULTIPLE:
-            raise SynthError(f"RealNet needs image sides that are multiples of {SIZE_MULTIPLE}, got {data.size}")
+        self.check_size(data.size)
         count = min(self.config.afs_samples, len(data.anomalous))
         totals = [torch.zeros(self.backbone.channels[s]) for s in self.strides]
         for start in tqdm(range(0, count, self.config.batch_size), desc="realnet AFS", mininterval=2):
