@@ -5,8 +5,11 @@ training step of ``synth train`` (hybrid loss, AdamW, clipping, EMA) on random i
 
     python benchmarks/ddpm.py --presets tiny,small --precisions fp32,bf16 --steps 5 --threads 1
     python benchmarks/ddpm.py --presets paper --batch-size 1 --steps 2 --threads 1
+    python benchmarks/ddpm.py --presets compact --precisions bf16 --crops-from 256 --steps 5 --threads 1
 
-Prints a Markdown table: seconds per step, steps/s, images/s and the peak resident memory.
+With --crops-from SIDE, each (preset, precision) is also timed on random preset-size crops of SIDE-px images
+(``synth train --crops-from``), crops included in the step time. Prints a Markdown table: seconds per step,
+steps/s, images/s and the peak resident memory.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import sys
 import time
 
 
-def measure(preset_name: str, precision: str, steps: int, batch_size: int | None, threads: int) -> dict:
-    """Time ``steps`` training steps after one warm-up step, in this process."""
+def measure(preset_name: str, precision: str, steps: int, batch_size: int | None, threads: int,
+            crops_from: int | None = None) -> dict:
+    """Time ``steps`` training steps (batch drawn, then the step) after one warm-up step, in this process."""
     import torch
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
@@ -42,17 +46,21 @@ def measure(preset_name: str, precision: str, steps: int, batch_size: int | None
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.to(accelerator.device)
     schedule = Schedule.linear().to(accelerator.device)
-    images = torch.randint(0, 256, (2 * batch, 3, preset.size, preset.size), dtype=torch.uint8)
+    side = crops_from or preset.size
+    images = torch.randint(0, 256, (2 * batch, 3, side, side), dtype=torch.uint8)
     data = TrainingSet(images, torch.zeros(2 * batch, dtype=torch.long), ["random"])
+    crop = preset.size if crops_from else None
     unet.train()
     timings = []
     for step in range(steps + 1):
-        x0, _, index, noise = (v.to(accelerator.device) for v in make_batch(data, 0, step, batch, len(schedule), False))
         started = time.perf_counter()
+        x0, _, index, noise = (v.to(accelerator.device) for v in make_batch(
+            data, 0, step, batch, len(schedule), False, crop=crop))
         training_step(accelerator, unet, optimizer, ema, schedule, x0, None, index, noise).item()
         timings.append(time.perf_counter() - started)
     per_step = sum(timings[1:]) / steps
-    return dict(preset=preset.name, size=preset.size, precision=precision, batch=batch, threads=threads,
+    return dict(preset=preset.name, size=preset.size, crops_from=crops_from, precision=precision, batch=batch,
+                threads=threads,
                 params_m=sum(p.numel() for p in unet.parameters()) / 1e6, s_per_step=per_step,
                 steps_per_s=1 / per_step, images_per_s=batch / per_step,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -66,27 +74,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--crops-from", type=int, default=None,
+                        help="also time training on preset-size crops of images of this side")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(*args.one, args.steps, args.batch_size, args.threads)))
+        print(json.dumps(measure(*args.one, args.steps, args.batch_size, args.threads, args.crops_from)))
         return
-    print("| preset | size | params (M) | precision | batch | threads | s/step | steps/s | images/s | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| preset | size | crops from | params (M) | precision | batch | threads | s/step | steps/s | images/s | "
+          "peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
         for precision in args.precisions.split(","):
-            command = [sys.executable, __file__, "--one", preset, precision, "--steps", str(args.steps),
-                       "--threads", str(args.threads)]
-            if args.batch_size:
-                command += ["--batch-size", str(args.batch_size)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                print(f"| {preset} | | | {precision} | | | failed: {done.stderr.strip().splitlines()[-1]} | | | |")
-                continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"| {r['preset']} | {r['size']} | {r['params_m']:.1f} | {r['precision']} | {r['batch']} | "
-                  f"{r['threads']} | {r['s_per_step']:.3g} | {r['steps_per_s']:.3g} | {r['images_per_s']:.3g} | "
-                  f"{r['peak_rss_mb']:.0f} |", flush=True)
+            for crops_from in [None, args.crops_from] if args.crops_from else [None]:
+                print(row(preset, precision, crops_from, args), flush=True)
+
+
+def row(preset: str, precision: str, crops_from: int | None, args: argparse.Namespace) -> str:
+    """One table row, measured in a process of its own."""
+    command = [sys.executable, __file__, "--one", preset, precision, "--steps", str(args.steps),
+               "--threads", str(args.threads)]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    if crops_from:
+        command += ["--crops-from", str(crops_from)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        return (f"| {preset} | | {crops_from or '-'} | | {precision} | | | failed: "
+                f"{done.stderr.strip().splitlines()[-1]} | | | |")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return (f"| {r['preset']} | {r['size']} | {r['crops_from'] or '-'} | {r['params_m']:.1f} | {r['precision']} | "
+            f"{r['batch']} | {r['threads']} | {r['s_per_step']:.3g} | {r['steps_per_s']:.3g} | "
+            f"{r['images_per_s']:.3g} | {r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

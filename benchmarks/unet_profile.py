@@ -2,6 +2,7 @@
 
     python benchmarks/unet_profile.py --batch-size 16 --threads 1 [--model DIR]
     python benchmarks/unet_profile.py --threads 1 --shapes tiny compact compact@16,8
+    python benchmarks/unet_profile.py --threads 1 --shapes compact --sizes 64 256   # a crop-trained model
 
 Prints the top operators of a bf16-autocast, channels-last call (the sampler's default on CPUs with
 bf16 units) and the milliseconds per call of: that default, the whole model cast to bf16, and
@@ -10,7 +11,8 @@ kernels (avx512_core_bf16, amx) the convolutions use.
 
 With --shapes, times randomly initialised UNets of presets instead, interleaved so that a loaded
 machine slows them alike (weights do not change the cost); `PRESET@A,B` is the preset with
-self-attention at sides A and B instead of its own.
+self-attention at sides A and B instead of its own. --sizes times each at those image sides instead of
+its preset's (the UNet is fully convolutional: a crop-trained model samples at any multiple of 8).
 """
 
 from __future__ import annotations
@@ -60,26 +62,32 @@ def shape_unet(spec: str) -> UNet2DModel:
     return UNet2DModel(**preset.unet_kwargs()).eval().to(memory_format=torch.channels_last)
 
 
-def compare_shapes(specs: list[str], batch_size: int, repeats: int) -> None:
-    """Print ms per bf16-autocast call of each shape, best of ``repeats`` interleaved rounds."""
+def compare_shapes(specs: list[str], batch_size: int, repeats: int, sizes: list[int] | None = None,
+                   sampling_steps: int = 20) -> None:
+    """Print ms per bf16-autocast call of each shape at each size (default: the first preset's), best of
+    ``repeats`` interleaved rounds, and the UNet seconds per image sampled with ``sampling_steps`` steps."""
     unets = {spec: shape_unet(spec) for spec in specs}
-    size = get_preset(specs[0].partition("@")[0]).size
-    x = torch.randn(batch_size, 3, size, size).to(memory_format=torch.channels_last)
+    sizes = sizes or [get_preset(specs[0].partition("@")[0]).size]
+    inputs = {size: torch.randn(batch_size, 3, size, size).to(memory_format=torch.channels_last) for size in sizes}
     t = torch.full((batch_size,), 500)
-    best = {spec: float("inf") for spec in specs}
+    runs = [(spec, size) for spec in specs for size in sizes]
+    best = dict.fromkeys(runs, float("inf"))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        for unet in unets.values():
-            unet(x, t)
+        for spec, size in runs:
+            unets[spec](inputs[size], t)
         for _ in range(repeats):
-            for spec, unet in unets.items():
+            for spec, size in runs:
                 start = time.process_time()
-                unet(x, t)
-                best[spec] = min(best[spec], 1000 * (time.process_time() - start))
-    first = best[specs[0]]
-    print(f"batch {batch_size}, {size} px\n\n| shape | params (M) | ms per call | speed vs {specs[0]} |\n|---|---|---|---|")
-    for spec, unet in unets.items():
-        params = sum(p.numel() for p in unet.parameters()) / 1e6
-        print(f"| {spec} | {params:.1f} | {best[spec]:.0f} | {first / best[spec]:.2f}x |")
+                unets[spec](inputs[size], t)
+                best[spec, size] = min(best[spec, size], 1000 * (time.process_time() - start))
+    first = best[runs[0]]
+    print(f"batch {batch_size}\n\n| shape | size | params (M) | ms per call | ms per image per call | "
+          f"s per image ({sampling_steps} steps) | speed vs {runs[0][0]} at {runs[0][1]} |")
+    print("|---|---|---|---|---|---|---|")
+    for (spec, size), ms in best.items():
+        params = sum(p.numel() for p in unets[spec].parameters()) / 1e6
+        print(f"| {spec} | {size} | {params:.1f} | {ms:.0f} | {ms / batch_size:.1f} | "
+              f"{ms / batch_size * sampling_steps / 1000:.2f} | {first / ms:.3g}x |")
 
 
 def main() -> None:
@@ -89,10 +97,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shapes", nargs="+", default=None, help="compare presets instead, e.g. tiny compact@16,8")
+    parser.add_argument("--sizes", nargs="+", type=int, default=None,
+                        help="with --shapes: image sides to time them at [default: the first preset's size]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.shapes:
-        compare_shapes(args.shapes, args.batch_size, args.repeats)
+        compare_shapes(args.shapes, args.batch_size, args.repeats, args.sizes)
         return
     unet, config = load_model(args.model or bundled_models()["bottle"])
     unet.requires_grad_(False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from synth.data import DEFAULT_CATEGORY
+from synth.data.size import ImageSize, SizeParam
 from synth.diffusion.losses import DEFAULT_LOSS, LOSSES
 from synth.diffusion.presets import PRESETS
 
@@ -37,6 +38,9 @@ def _command_line() -> str:
 @click.option("--sample-every", type=int, default=1000, show_default=True,
               help="Write a grid of s = 0 samples (EMA weights) to OUT/samples every K steps.")
 @click.option("--sample-steps", type=int, default=50, show_default=True, help="Respaced steps of those samples.")
+@click.option("--crops-from", type=SizeParam(), default=None, metavar="SIZE",
+              help="Load the images at SIZE (a side or HEIGHTxWIDTH) and train on random preset-size crops of "
+                   "them: a fully convolutional model that SDAS samples at native resolution, e.g. 256.")
 @click.option("--hflip", is_flag=True, help="Random horizontal flips (off: many objects are not symmetric).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto = bf16 on a GPU with bf16 or a CPU with bf16 units (AMX / AVX512-BF16), else fp32.")
@@ -50,8 +54,8 @@ def _command_line() -> str:
 @click.option("--overwrite", is_flag=True, help="Replace a different model or a finished run in OUT.")
 def train(data: Path | None, category: str, layout: str | None, preset: str, steps: int, out: Path,
           batch_size: int | None, lr: float | None, seed: int, checkpoint_every: int, sample_every: int,
-          sample_steps: int, hflip: bool, precision: str, loss: str, save_dtype: str, threads: int | None, resume: bool,
-          overwrite: bool) -> None:
+          sample_steps: int, crops_from: ImageSize | None, hflip: bool, precision: str, loss: str, save_dtype: str,
+          threads: int | None, resume: bool, overwrite: bool) -> None:
     """Train a DDPM on the normal images of a category (for the SDAS generator)."""
     import torch
 
@@ -64,5 +68,6 @@ def train(data: Path | None, category: str, layout: str | None, preset: str, ste
         out=out, category=category, preset=preset, steps=steps, data=data, layout=layout,
         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
         sample_every=sample_every, resume=resume, overwrite=overwrite, hflip=hflip, precision=precision,
-        loss=loss, save_dtype=save_dtype, sample_steps=sample_steps, command=_command_line()))
+        loss=loss, save_dtype=save_dtype, sample_steps=sample_steps, crops_from=crops_from,
+        command=_command_line()))
     click.echo(f"model ({config.category}, {config.preset}, {config.steps} steps) saved in {out}")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from synth.diffusion.model import ModelConfig
-from synth.diffusion.presets import get_preset
+from synth.diffusion.presets import get_preset, size_multiple
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
@@ -77,12 +77,24 @@ LOSS_NOTES = {
 }
 
 
+def crops_note(config: ModelConfig) -> str:
+    """What a crop-trained model was trained on and the sizes it samples at ("" for a whole-image model)."""
+    source = config.crop_source
+    if source is None:
+        return ""
+    multiple = size_multiple(get_preset(config.preset).block_out_channels)
+    return (f"trained on {config.size} px crops of images at {source.height}x{source.width}; samples at any "
+            f"size whose sides are multiples of {multiple}")
+
+
 def model_card(config: ModelConfig, command: str, seconds: float, final_loss: float | None,
                source_license: str = "", strength_response: str = "") -> str:
     """README.md of a model directory."""
     preset = get_preset(config.preset)
     kind = "class-conditional" if config.num_classes else "single-category"
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    note = crops_note(config)
+    crops = f"| crops | {note} |\n" if note else ""
     return f"""---
 library_name: diffusers
 tags: [synth, ddpm, sdas, anomaly-detection]
@@ -98,7 +110,7 @@ generator of synth samples it with a strength s to make anomalies (RealNet, CVPR
 |---|---|
 | categories (class labels in order) | {", ".join(config.class_names)} |
 | preset | {config.preset} ({config.size}x{config.size}, channels {list(preset.block_out_channels)}) |
-| training steps | {config.steps} |
+{crops}| training steps | {config.steps} |
 | data | {config.data or "built-in (scikit-image photos)"} |
 | licence of the training images | {source_license or "unknown: check the source dataset's licence"} |
 | training loss | `{config.loss}` ({LOSS_NOTES.get(config.loss, config.loss)}) |

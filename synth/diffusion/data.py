@@ -10,6 +10,7 @@ import torch
 
 from synth.data import BUILTIN_CATEGORIES, load_category
 from synth.data.category import Category
+from synth.data.size import ImageSize
 from synth.errors import SynthError
 
 MIN_IMAGES = 2
@@ -17,7 +18,7 @@ MIN_IMAGES = 2
 
 @dataclass
 class TrainingSet:
-    """uint8 images [N, 3, S, S], class labels [N] (index into class_names)."""
+    """uint8 images [N, 3, H, W], class labels [N] (index into class_names)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -44,7 +45,7 @@ def resolve_categories(spec: str, root: Path | None) -> list[str]:
     return names
 
 
-def _check_source_sizes(category: Category, size: int) -> None:
+def _check_source_sizes(category: Category, size: ImageSize, crops: bool) -> None:
     """SynthError if a source image file is smaller than ``size`` (header read only, via Pillow)."""
     if category.root is None:
         return  # built-in crops are at least 256 pixels
@@ -55,21 +56,25 @@ def _check_source_sizes(category: Category, size: int) -> None:
         if path.is_file():
             with Image.open(path) as image:
                 width, height = image.size
-            if min(width, height) < size:
-                raise SynthError(f"{path} is {width}x{height}, smaller than the preset's {size}x{size}; "
-                                 "choose a smaller preset")
+            if height < size.height or width < size.width:
+                wanted, advice = ((f"--crops-from {size} (height {size.height}, width {size.width})",
+                                   "choose a smaller --crops-from") if crops else
+                                  (f"the preset's {size.width}x{size.height}", "choose a smaller preset"))
+                raise SynthError(f"{path} is {width}x{height}, smaller than {wanted}; {advice}")
 
 
-def load_training_set(root: Path | None, categories: list[str], size: int,
-                      layout: str | None = None) -> TrainingSet:
-    """Load the normal training images of ``categories`` at ``size`` x ``size``."""
+def load_training_set(root: Path | None, categories: list[str], size: ImageSize | int,
+                      layout: str | None = None, crops: bool = False) -> TrainingSet:
+    """Load the normal training images of ``categories`` at ``size`` (a side: square); ``crops`` says the
+    size is ``--crops-from`` (training crops are cut from them), for the error messages."""
+    size = ImageSize.coerce(size)
     images, labels = [], []
     for label, name in enumerate(categories):
         category = load_category(root, name, layout=layout, size=size)
         if len(category) < MIN_IMAGES:
             raise SynthError(f"category {name!r} has {len(category)} training image(s); "
                              f"need at least {MIN_IMAGES}")
-        _check_source_sizes(category, size)
+        _check_source_sizes(category, size, crops)
         images.extend(category.train_images)
         labels.extend([label] * len(category))
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()

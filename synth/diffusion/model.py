@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 
+from synth.data.size import ImageSize
 from synth.diffusion.presets import get_preset
 from synth.diffusion.schedule import NUM_TRAIN_TIMESTEPS
 from synth.errors import SynthError
@@ -19,7 +20,12 @@ CONFIG_NAME = "synth_config.json"
 
 @dataclass
 class ModelConfig:
-    """What a trained model is: its categories (class names, in class-label order), preset and size."""
+    """What a trained model is: its categories (class names, in class-label order), preset and size.
+
+    ``crops_from`` (e.g. "256" or "256x512") marks a model trained on ``size`` px crops of images at that
+    size (``synth train --crops-from``); it samples at any size whose sides are multiples of its UNet's
+    downsampling factor. None (and absent from the JSON) for a model trained on whole images at ``size``.
+    """
 
     class_names: list[str]
     preset: str
@@ -30,9 +36,17 @@ class ModelConfig:
     beta_schedule: str = "linear"
     loss: str = "paper"  # the training remedy (see synth.diffusion.losses); "paper" for older models
     category: str = ""  # the category, or the comma-joined class names of a class-conditional model
+    crops_from: str | None = None
 
     def __post_init__(self) -> None:
         self.category = self.category or ",".join(self.class_names)
+        if self.crops_from is not None:
+            self.crops_from = str(ImageSize.coerce(self.crops_from))
+
+    @property
+    def crop_source(self) -> ImageSize | None:
+        """The size of the images a crop-trained model's crops were cut from; None for a whole-image model."""
+        return None if self.crops_from is None else ImageSize.coerce(self.crops_from)
 
     @property
     def num_classes(self) -> int | None:
@@ -40,10 +54,15 @@ class ModelConfig:
         return len(self.class_names) if len(self.class_names) > 1 else None
 
     def same_model(self, other: "ModelConfig") -> bool:
-        return (self.class_names, self.preset, self.size) == (other.class_names, other.preset, other.size)
+        return ((self.class_names, self.preset, self.size, self.crops_from)
+                == (other.class_names, other.preset, other.size, other.crops_from))
 
     def write(self, directory: Path) -> None:
-        (Path(directory) / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """synth_config.json; a whole-image model's has no ``crops_from`` (the same bytes as before it existed)."""
+        values = asdict(self)
+        if self.crops_from is None:
+            del values["crops_from"]
+        (Path(directory) / CONFIG_NAME).write_text(json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def read(cls, directory: Path) -> "ModelConfig":
@@ -53,7 +72,7 @@ class ModelConfig:
             return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
         except FileNotFoundError:
             raise SynthError(f"{directory} holds no synth model ({CONFIG_NAME} missing)") from None
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, SynthError) as error:
             raise SynthError(f"{path} is not a valid synth model config ({error})") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,11 @@ PRESETS: dict[str, Preset] = {
     # Test-only: 16x16 images and a few channels, so that unit tests train in seconds.
     "micro": Preset("micro", 16, (16, 32), 1, (8,), 8, norm_num_groups=8, batch_size=8, lr=1e-3),
 }
+
+
+def size_multiple(block_out_channels: Sequence[int]) -> int:
+    """What every side of an image the UNet takes must be a multiple of: each level but the last halves it."""
+    return 2 ** (len(block_out_channels) - 1)
 
 
 def get_preset(name: str) -> Preset:

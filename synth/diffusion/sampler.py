@@ -61,21 +61,26 @@ def sdas_step(schedule: Schedule, model_output: torch.Tensor, index: int, x_t: t
 
 
 class SDASSampler:
-    """Batched SDAS sampling over ``num_steps`` respaced steps of a trained UNet."""
+    """Batched SDAS sampling over ``num_steps`` respaced steps of a trained UNet.
+
+    ``image_size`` (height, width) of the images drawn from noise: the UNet's ``sample_size`` square
+    unless given (a fully convolutional, crop-trained model samples at other sizes).
+    """
 
     def __init__(self, unet: UNet2DModel, num_steps: int = 50, bf16: bool = False,
                  num_train_timesteps: int = NUM_TRAIN_TIMESTEPS, clip: bool = True,
-                 spacing: str = "even") -> None:
+                 spacing: str = "even", image_size: tuple[int, int] | None = None) -> None:
         self.unet = unet
         self.device = unet.device
         self.schedule = Schedule.linear(num_train_timesteps, num_steps, spacing).to(self.device)
         self.bf16 = bf16
         self.clip = clip
+        side = unet.config.sample_size
+        self.image_size = image_size or (side, side)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        return (self.unet.config.in_channels, size, size)
+        return (self.unet.config.in_channels, *self.image_size)
 
     @torch.no_grad()
     def sample(self, batch_size_or_noise: int | torch.Tensor, strengths: torch.Tensor | float,

@@ -1,8 +1,8 @@
 """Training loop of the DDPM behind SDAS: hybrid loss, AdamW, EMA, resumable checkpoints, accelerate.
 
-Data order, timesteps, noise and flips of step n are a function of (seed, n) alone, and every
-checkpoint holds the model, optimizer, EMA, loss history and RNG state, so a resumed run ends with
-the same weights as an uninterrupted one.
+Data order, crop positions, timesteps, noise and flips of step n are a function of (seed, n) alone,
+and every checkpoint holds the model, optimizer, EMA, loss history and RNG state, so a resumed run
+ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from synth.data import DEFAULT_CATEGORY
 from synth.data.layouts import license_note
+from synth.data.size import ImageSize
 from synth.diffusion.card import grid, loss_curve, model_card, write_png
 from synth.diffusion.data import TrainingSet, load_training_set, resolve_categories
 from synth.diffusion.losses import DEFAULT_LOSS, hybrid_loss, training_noise
@@ -41,7 +42,7 @@ CHECKPOINT_FORMAT = 1
 EMA_DECAY = 0.9999
 GRAD_CLIP = 1.0
 # Options that must not change between a run and its resumption (else the result would differ).
-RESUME_KEYS = ("seed", "batch_size", "lr", "hflip", "precision", "loss")
+RESUME_KEYS = ("seed", "batch_size", "lr", "hflip", "precision", "loss", "crops_from")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class TrainOptions:
     precision: str = "auto"  # auto (bf16 where the device runs it fast, else fp32), fp32 or bf16
     loss: str = DEFAULT_LOSS  # training remedy: offset, mean, or paper (plain hybrid loss)
     save_dtype: str = "fp32"  # dtype of the saved weights: fp32, or fp16 to ship small
+    crops_from: ImageSize | None = None  # train on preset-size crops of the images loaded at this size
     sample_steps: int = 50
     num_samples: int = 16
     progress: bool = True
@@ -86,16 +88,30 @@ def batch_indices(seed: int, step: int, batch_size: int, num_images: int) -> tor
     return indices
 
 
+def random_crops(images: torch.Tensor, crop: int, seed: int, step: int) -> torch.Tensor:
+    """A ``crop`` x ``crop`` window of each image [B, C, H, W] of global batch ``step``, at a position drawn
+    from its own stream of (seed, step), so a run without crops draws exactly what it drew before."""
+    generator = torch.Generator().manual_seed(_seed_for(seed, 2, step))
+    height, width = images.shape[-2:]
+    tops = torch.randint(0, height - crop + 1, (len(images),), generator=generator).tolist()
+    lefts = torch.randint(0, width - crop + 1, (len(images),), generator=generator).tolist()
+    return torch.stack([image[:, top:top + crop, left:left + crop] for image, top, left in zip(images, tops, lefts)])
+
+
 def make_batch(data: TrainingSet, seed: int, step: int, batch_size: int, num_timesteps: int,
-               hflip: bool, loss: str = "paper") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               hflip: bool, loss: str = "paper",
+               crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x0 in [−1, 1], class labels, timestep indices, noise) of global batch ``step``.
 
     The noise is the remedy's training noise (offset noise for ``loss="offset"``); every remedy sees
-    the same images, timesteps and white noise.
+    the same images, timesteps and white noise. ``crop``: train on random crops of that side.
     """
     indices = batch_indices(seed, step, batch_size, len(data))
     generator = torch.Generator().manual_seed(_seed_for(seed, 1, step))
-    x0 = data.images[indices].float() / 127.5 - 1.0
+    images = data.images[indices]
+    if crop is not None:
+        images = random_crops(images, crop, seed, step)
+    x0 = images.float() / 127.5 - 1.0
     timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator)
     noise = torch.randn(x0.shape, generator=generator)
     if hflip:
@@ -143,8 +159,9 @@ def check_output(out: Path, config: ModelConfig, resume: bool, overwrite: bool) 
         return
     existing = ModelConfig.read(out)
     if not existing.same_model(config):
+        crops = f", crops of {existing.crops_from}" if existing.crops_from else ""
         raise SynthError(f"--out {out} holds a different model (category {existing.category}, preset "
-                         f"{existing.preset}, size {existing.size}); use --overwrite to replace it")
+                         f"{existing.preset}, size {existing.size}{crops}); use --overwrite to replace it")
     if not resume:
         raise SynthError(f"--out {out} already holds this model; use --resume to continue or --overwrite")
 
@@ -200,13 +217,18 @@ def _train(options: TrainOptions) -> ModelConfig:
     out = Path(options.out)
     data_root = Path(options.data) if options.data is not None else None
     class_names = resolve_categories(options.category, data_root)
+    crops_from = None if options.crops_from is None else ImageSize.coerce(options.crops_from)
+    if crops_from is not None and min(crops_from.shape) < preset.size:
+        raise SynthError(f"--crops-from {crops_from} is smaller than the preset's {preset.size} px crops; "
+                         f"give each side at least {preset.size}")
     # the data root's folder name only: model configs and cards are shared, machine paths are not
     config = ModelConfig(class_names, preset.name, preset.size, 0, data_root.name if data_root else None,
-                         loss=options.loss)
+                         loss=options.loss, crops_from=None if crops_from is None else str(crops_from))
     check_output(out, config, options.resume, options.overwrite)
     run_options = dict(seed=options.seed, batch_size=options.batch_size if options.batch_size is not None else preset.batch_size,
                        lr=options.lr if options.lr is not None else preset.lr, hflip=options.hflip,
-                       precision=resolve_precision(options.precision), loss=options.loss)
+                       precision=resolve_precision(options.precision), loss=options.loss,
+                       crops_from=config.crops_from)
     # cpu=True without CUDA: accelerate only sets up multi-process CPU training (gloo) when asked to.
     accelerator = Accelerator(mixed_precision=run_options["precision"], cpu=not torch.cuda.is_available())
     batch_size = run_options["batch_size"]
@@ -217,7 +239,8 @@ def _train(options: TrainOptions) -> ModelConfig:
         raise SynthError(f"nothing to resume in {out}: no {CHECKPOINT_NAME} (leave out --resume to train from scratch)")
     state = load_checkpoint(checkpoint_path, run_options) if (
         options.resume and not options.overwrite and checkpoint_path.is_file()) else None
-    data = load_training_set(data_root, class_names, preset.size, options.layout)
+    data = load_training_set(data_root, class_names, crops_from or preset.size, options.layout, crops_from is not None)
+    crop = None if crops_from is None else preset.size
 
     torch.manual_seed(options.seed)
     unet = build_unet(preset.name, config.num_classes)
@@ -254,7 +277,7 @@ def _train(options: TrainOptions) -> ModelConfig:
     unet.train()
     while step < options.steps:
         x0, labels, index, noise = (v[part].to(accelerator.device) for v in make_batch(
-            data, options.seed, step, batch_size, len(schedule), options.hflip, options.loss))
+            data, options.seed, step, batch_size, len(schedule), options.hflip, options.loss, crop))
         loss = training_step(accelerator, unet, optimizer, ema, schedule, x0,
                              labels if config.num_classes else None, index, noise, options.loss)
         losses.append(accelerator.reduce(loss, "mean").item())

@@ -7,7 +7,9 @@ A = (1 − M)·I + M·(δ·P + (1 − δ)·I), δ ~ U[0.5, 1].
 
 The DDPM samples squares of its preset size. Each side of ``--size`` must be that size times 1, 2 or 4;
 P is resized to the image's height and width (``upscaled`` in the row). A non-square size stretches P,
-which only ``blend`` accepts (a raw sample would be a distorted image of the category).
+which only ``blend`` accepts (a raw sample would be a distorted image of the category). A model trained
+on crops (``synth train --crops-from``) is fully convolutional and samples P at ``--size`` itself (each
+side a multiple of its UNet's downsampling factor), with no resizing, raw or blended, square or not.
 
 ``contrast`` (``--contrast LO:HI``, instead of ``--s``) asks for anomalies by visibility: each image
 draws a target change c ~ U[LO, HI] in grey levels and is sampled at the s where the model's measured
@@ -31,6 +33,7 @@ from synth.data.size import ImageSize
 from synth.diffusion.model import load_model
 from synth.diffusion.models import find_model
 from synth.diffusion.precision import fast_bf16, precision_name
+from synth.diffusion.presets import size_multiple
 from synth.diffusion.sampler import SDASSampler, check_t0, from_uint8, to_uint8, torch_generator, twin_generators
 from synth.diffusion.schedule import DEFAULT_SAMPLING_STEPS, DEFAULT_SPACING
 from synth.errors import SynthError
@@ -46,6 +49,7 @@ DEFAULT_DELTA = (0.5, 1.0)
 MAX_UPSCALE = 4
 MASK_SOURCES = ("perlin", "aligned", "both")
 VARIANT_COLUMNS = {"t0": "int64", "mask_source": "string", "mask_threshold": "float64"}
+CROP_COLUMNS = {"sample_size": "string"}  # a crop-trained model's sampled size (the output size)
 CONTRAST_COLUMNS = {"target_contrast": "float64"}
 
 
@@ -69,14 +73,7 @@ class SDAS(Generator):
         self.model_id, self.model_sha256 = provenance["id"], provenance["sha256"]
         self.model_size = self.config.size
         size = ImageSize.coerce(size)
-        ratios = [side / self.model_size for side in size.shape]
-        if any(side < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE
-               for side, ratio in zip(size.shape, ratios)):
-            raise SynthError(f"the model makes {self.model_size}x{self.model_size} images; each side of --size {size} "
-                             f"must be it times 1, 2 or 4 (e.g. --size {self.model_size})")
-        if not size.is_square and not blend:
-            raise SynthError(f"raw SDAS images are the model's {self.model_size}x{self.model_size} squares; "
-                             f"a non-square --size {size} needs --blend (P is then resized to {size.height}x{size.width})")
+        self.sample_size = self._sample_size(size, blend)
         if self.config.num_classes and category not in self.config.class_names:
             raise SynthError(f"model {model_dir} was not trained on category {category!r}")
         self.class_label = self.config.class_names.index(category) if self.config.num_classes else None
@@ -85,7 +82,7 @@ class SDAS(Generator):
         self.foreground = foreground or default_rule(category)
         self.bf16 = fast_bf16(device) if bf16 is None else bf16
         self.spacing = spacing
-        self.sampler = SDASSampler(self.unet, steps, bf16=self.bf16, spacing=spacing)
+        self.sampler = SDASSampler(self.unet, steps, bf16=self.bf16, spacing=spacing, image_size=self.sample_size.shape)
         if t0 is not None:
             check_t0(t0)
         if mask_source not in (None, "perlin") and not blend:
@@ -98,9 +95,31 @@ class SDAS(Generator):
         self.has_variant = t0 is not None or mask_source is not None
         if self.has_variant:
             self.columns = {**SDAS.columns, **VARIANT_COLUMNS}
+        if self.config.crops_from:  # recorded only for such a model: other datasets keep their schema and bytes
+            self.columns = {**self.columns, **CROP_COLUMNS}
         self.contrast, self.response = contrast, None
         if contrast is not None:
             self._use_contrast(model_dir, category, contrast)
+
+    def _sample_size(self, size: ImageSize, blend: bool) -> ImageSize:
+        """The size the UNet samples at: ``size`` for a crop-trained model, else the model's square (checked
+        to be resizable to ``size``)."""
+        if self.config.crops_from:
+            multiple = size_multiple(self.unet.config.block_out_channels)
+            if any(side % multiple for side in size.shape):
+                raise SynthError(f"model {self.model_id} (trained on {self.model_size} px crops) samples at sizes "
+                                 f"whose sides are multiples of {multiple}; --size {size} is not (e.g. --size "
+                                 f"{max(multiple, size.height // multiple * multiple)})")
+            return size
+        ratios = [side / self.model_size for side in size.shape]
+        if any(side < self.model_size or ratio != int(ratio) or ratio > MAX_UPSCALE
+               for side, ratio in zip(size.shape, ratios)):
+            raise SynthError(f"the model makes {self.model_size}x{self.model_size} images; each side of --size {size} "
+                             f"must be it times 1, 2 or 4 (e.g. --size {self.model_size})")
+        if not size.is_square and not blend:
+            raise SynthError(f"raw SDAS images are the model's {self.model_size}x{self.model_size} squares; "
+                             f"a non-square --size {size} needs --blend (P is then resized to {size.height}x{size.width})")
+        return ImageSize.square(self.model_size)
 
     def _use_contrast(self, model_dir: str, category: str, contrast: tuple[float, float]) -> None:
         """Load (or measure) the model's strength response; the s range the contrast range maps to."""
@@ -153,6 +172,8 @@ class SDAS(Generator):
                    "mask_threshold": self.mask_threshold if self.runs_twin else None} if self.has_variant else {}
         return {"model": self.model_id, "model_sha256": self.model_sha256, "model_preset": self.config.preset,
                 "model_size": self.model_size, "model_steps": self.config.steps, "model_loss": self.config.loss,
+                **({"model_crops_from": self.config.crops_from, "sample_size": str(self.sample_size)}
+                   if self.config.crops_from else {}),
                 "precision": precision_name(self.bf16), "strength": list(self.strength),
                 "sampling_steps": self.steps, "spacing": self.spacing,
                 "blend": self.blend, "delta": list(self.delta) if self.blend else None,
@@ -181,7 +202,9 @@ class SDAS(Generator):
         for normal, rng, image, twin, s, draw in zip(normals, rngs, images, twins, strengths, draws):
             params = {"s": s, "steps": self.steps, "model": self.model_id, "model_sha256": self.model_sha256,
                       "model_size": self.model_size,
-                      "upscaled": self.size != ImageSize.square(self.model_size), "blended": self.blend}
+                      "upscaled": self.size != self.sample_size, "blended": self.blend}
+            if self.config.crops_from:
+                params["sample_size"] = str(self.sample_size)
             if self.has_variant:
                 params.update(t0=self.t0, mask_source=self.mask_source,
                               mask_threshold=self.mask_threshold if self.runs_twin else None)
@@ -207,14 +230,14 @@ class SDAS(Generator):
         if self.t0 is None:
             made = self.sampler.sample(len(generators), torch.tensor(strengths), generators, labels)
         else:
-            side = (self.model_size, self.model_size)
+            side = self.sample_size.dsize
             start = from_uint8(np.stack([cv2.resize(n, side, interpolation=cv2.INTER_AREA) for n in normals]))
             made = self.sampler.edit(start, self.t0, torch.tensor(strengths), generators, labels)
         images = [self._upscale(image) for image in to_uint8(made)]
         return images[:count], images[count:] if self.runs_twin else [None] * count
 
     def _upscale(self, image: np.ndarray) -> np.ndarray:
-        if self.size == ImageSize.square(self.model_size):
+        if self.size == self.sample_size:
             return image
         return cv2.resize(image, self.size.dsize, interpolation=cv2.INTER_CUBIC)
 
@@ -236,8 +259,10 @@ class SDAS(Generator):
         return Sample(blended, mask, {**params, "delta": delta})
 
     def _kernel(self) -> int:
-        """The cleaning ellipse's side: 2r + 1 output pixels at upscale ratio r (3, 5, 9 at 1x, 2x, 4x)."""
-        return 2 * (min(self.size.height, self.size.width) // self.model_size) + 1
+        """The cleaning ellipse's side: 2r + 1 output pixels at upscale ratio r (3, 5, 9 at 1x, 2x, 4x; 3 for a
+        crop-trained model, which samples at the output size)."""
+        ratio = min(side // sampled for side, sampled in zip(self.size.shape, self.sample_size.shape))
+        return 2 * ratio + 1
 
 
 def _number(extra: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
