@@ -130,13 +130,18 @@ def test_bad_crop_sizes_are_one_line_errors(crop_model, tmp_path, capsys, args, 
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_images_smaller_than_crops_from_are_refused(tmp_path):
+def test_crops_need_sources_of_crop_size_only(tmp_path):
+    """Sources under --crops-from are resized up to it (as detectors do); under the crop side they are refused."""
     for index in range(2):
         write_image(tmp_path / "data" / "widget" / f"{index}.png", np.full((24, 40, 3), 100, np.uint8))
-    with pytest.raises(SynthError, match=r"is 40x24, smaller than --crops-from 32 \(height 32, width 32\)"):
-        train(micro(tmp_path / "m", data=tmp_path / "data", category="widget", layout="folder",
+        write_image(tmp_path / "small" / "widget" / f"{index}.png", np.full((12, 40, 3), 100, np.uint8))
+    train(micro(tmp_path / "m", data=tmp_path / "data", category="widget", layout="folder",
+                crops_from=ImageSize.square(32)))
+    assert (tmp_path / "m" / "synth_config.json").is_file()
+    with pytest.raises(SynthError, match=r"is 40x12, smaller than the preset's 16x16"):
+        train(micro(tmp_path / "n", data=tmp_path / "small", category="widget", layout="folder",
                     crops_from=ImageSize.square(32)))
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "n").exists()
 
 
 def test_plain_model_keeps_its_rows(tmp_path, capsys):

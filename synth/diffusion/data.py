@@ -45,8 +45,8 @@ def resolve_categories(spec: str, root: Path | None) -> list[str]:
     return names
 
 
-def _check_source_sizes(category: Category, size: ImageSize, crops: bool) -> None:
-    """SynthError if a source image file is smaller than ``size`` (header read only, via Pillow)."""
+def _check_source_sizes(category: Category, side: int) -> None:
+    """SynthError if a source image file has a side under ``side`` (header read only, via Pillow)."""
     if category.root is None:
         return  # built-in crops are at least 256 pixels
     from PIL import Image
@@ -56,17 +56,16 @@ def _check_source_sizes(category: Category, size: ImageSize, crops: bool) -> Non
         if path.is_file():
             with Image.open(path) as image:
                 width, height = image.size
-            if height < size.height or width < size.width:
-                wanted, advice = ((f"--crops-from {size} (height {size.height}, width {size.width})",
-                                   "choose a smaller --crops-from") if crops else
-                                  (f"the preset's {size.width}x{size.height}", "choose a smaller preset"))
-                raise SynthError(f"{path} is {width}x{height}, smaller than {wanted}; {advice}")
+            if min(height, width) < side:
+                raise SynthError(f"{path} is {width}x{height}, smaller than the preset's {side}x{side}; "
+                                 "choose a smaller preset")
 
 
 def load_training_set(root: Path | None, categories: list[str], size: ImageSize | int,
-                      layout: str | None = None, crops: bool = False) -> TrainingSet:
-    """Load the normal training images of ``categories`` at ``size`` (a side: square); ``crops`` says the
-    size is ``--crops-from`` (training crops are cut from them), for the error messages."""
+                      layout: str | None = None, crop: int | None = None) -> TrainingSet:
+    """Load the normal training images of ``categories`` at ``size`` (a side: square). With ``crop`` (the
+    side of the training crops cut from them) a source only needs that side: it is resized to ``size``
+    as the detectors resize to theirs; without, every source needs ``size``."""
     size = ImageSize.coerce(size)
     images, labels = [], []
     for label, name in enumerate(categories):
@@ -74,7 +73,7 @@ def load_training_set(root: Path | None, categories: list[str], size: ImageSize 
         if len(category) < MIN_IMAGES:
             raise SynthError(f"category {name!r} has {len(category)} training image(s); "
                              f"need at least {MIN_IMAGES}")
-        _check_source_sizes(category, size, crops)
+        _check_source_sizes(category, crop or min(size.shape))
         images.extend(category.train_images)
         labels.extend([label] * len(category))
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()

@@ -239,8 +239,8 @@ def _train(options: TrainOptions) -> ModelConfig:
         raise SynthError(f"nothing to resume in {out}: no {CHECKPOINT_NAME} (leave out --resume to train from scratch)")
     state = load_checkpoint(checkpoint_path, run_options) if (
         options.resume and not options.overwrite and checkpoint_path.is_file()) else None
-    data = load_training_set(data_root, class_names, crops_from or preset.size, options.layout, crops_from is not None)
     crop = None if crops_from is None else preset.size
+    data = load_training_set(data_root, class_names, crops_from or preset.size, options.layout, crop)
 
     torch.manual_seed(options.seed)
     unet = build_unet(preset.name, config.num_classes)
