@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -21,6 +24,16 @@ def no_strength_response(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     if request.node.get_closest_marker("strength_response") is None:
         monkeypatch.setattr("synth.quality.response.save_responses", lambda *args, **kwargs: {})
         monkeypatch.setattr("synth.quality.response.response_markdown", lambda responses: "")
+
+
+def load_benchmark(name: str, module_name: str) -> ModuleType:
+    """The script benchmarks/NAME.py as module ``module_name`` (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
 
 
 def real_data(*parts: str) -> Path:

@@ -3,12 +3,10 @@ every cell once, resuming without refitting, the record, aggregation, portable t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from detectors.matrix.plots import pyplot
 from detectors.matrix.results import collect
 from detectors.matrix.runner import estimate, time_left
 from detectors.matrix.stats import interval, mean_std, steps, values_of
+from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORIES = ("metal_plate", "bottle")
@@ -33,11 +32,7 @@ LABELS = [0] * 8 + [1] * 8
 
 @pytest.fixture(scope="module")
 def matrix():
-    spec = importlib.util.spec_from_file_location("matrix_benchmark", REPO / "benchmarks" / "matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("matrix", "matrix_benchmark")
 
 
 def option(command: list[str], name: str) -> str:
