@@ -157,7 +157,7 @@ def test_accelerate_launch_two_cpu_processes_same_bytes(micro_model, tmp_path, c
     assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
 
 
-@pytest.mark.parametrize("category", ["brick", "bottle", "metal_plate"])
+@pytest.mark.parametrize("category", ["brick", "bottle", "metal_plate", "magnetic_tile"])
 def test_bundled_models_load_and_sample(category, monkeypatch, tmp_path):
     from synth.diffusion.model import load_model
     from synth.diffusion.models import bundled_models

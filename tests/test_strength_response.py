@@ -149,7 +149,8 @@ def test_training_stores_the_response_and_its_card_table(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, category, low, high", [("bottle-compact", "bottle", 0.3, 0.6),
                                                        ("metal_plate-tiny", "metal_plate", 0.1, 0.3),
-                                                       ("brick-tiny", "brick", 0.1, 0.3)])
+                                                       ("brick-tiny", "brick", 0.1, 0.3),
+                                                       ("magnetic_tile-compact", "magnetic_tile", 0.15, 0.5)])
 def test_bundled_models_carry_their_response(name, category, low, high):
     """Stored for the weights they ship with; --contrast 10:20 maps to the s range of docs/generators/sdas.md."""
     stored = stored_response(BUNDLED_ROOT / name, category, 20, "ddim")
