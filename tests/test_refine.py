@@ -117,7 +117,8 @@ def test_map_scale_and_loss():
     maps = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]).astype(np.float32)
     maps[1, 0, 0] = 5.0
     scale = MapScale.of_normal(maps)
-    assert scale.low == 2.0 and scale(np.float32([2.0, 100.0, -7.0])).tolist() == [0.0, MAP_CLIP, 0.0]
+    assert scale.low == 2.0 and scale.high == pytest.approx(4.96)
+    np.testing.assert_allclose(scale(np.float32([2.0, 4.96, 100.0, 0.0])), [0.0, 1.0, MAP_CLIP, -2 / 2.96], rtol=1e-5)
     target = torch.zeros(1, 1, 4, 4)
     assert gradient_l2_loss(target + 2, target).item() == pytest.approx(0.5 * 4)  # a constant: no gradient term
     edge = torch.zeros(1, 1, 4, 4)

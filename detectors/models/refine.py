@@ -23,12 +23,12 @@ Departures (also in docs/detectors/patchcore-refine.md):
 * Maps: the project's PatchCore (its defaults). Training maps are cross-fitted (two halves of the
   normal images, each scored by the other half's PatchCore; ``detectors.training.crossfit``), scoring
   uses one PatchCore fitted on all normal images; maps are normalised by normal-map statistics
-  (``MapScale``: 0 at the median normal pixel, 1 at the 0.99 quantile of normal map maxima, clipped to
-  [0, 4]). PNI trains on its own ensemble's maps scaled to [0, 1].
+  (``MapScale``: 0 at the median normal pixel, 1 at the 0.99 quantile of normal map maxima, clipped
+  above at 4). PNI trains on its own ensemble's maps scaled to [0, 1].
 * The last 1x1 convolution starts at zero, so the untrained network returns PatchCore's map, and the
   held-out synthetic rows are validated before the first step too: the kept checkpoint is never worse
   than PatchCore there (PNI: default initialisation, no checkpoint selection).
-* CPU schedule: at most ``max_steps`` (400) optimiser steps, validation every ``val_every`` (50) steps,
+* CPU schedule: at most ``max_steps`` (500) optimiser steps, validation every ``val_every`` (50) steps,
   early stopping (``patience`` 4); PNI trains 55,000 iterations. Images keep their size (PNI: 320 x 320).
 * Augmentation via albumentations; the rotation reflects the border (PNI fills the image white and the
   maps with their mean); PNI's PCA lighting noise (0.1) is left out.
@@ -68,7 +68,7 @@ PAPER_STEPS = 55_000  # the reference evaluates its checkpoint after 55,000 iter
 @dataclass
 class RefineConfig(ValidationConfig):
     lr: NonNegativeFloat = 1e-4
-    max_steps: AtLeastOne = 400  # optimiser steps at most (training stops earlier on a validation plateau)
+    max_steps: AtLeastOne = 500  # optimiser steps at most (training stops earlier on a validation plateau)
     val_every: AtLeastOne = 50  # optimiser steps between validations on held-out synthetic rows
     anomaly_fraction: Share = 0.5  # share of anomalies in a batch (the rest: normal images, target all 0)
     weight_refine: Annotated[float, Ge(0), Le(1)] = 0.1  # final map = w x refined + (1 - w) x PatchCore's map

@@ -20,7 +20,7 @@ from detectors.data.training import TrainingSet
 from synth.errors import SynthError
 
 FOLDS = 2
-MAP_CLIP = 4.0  # normalised maps are clipped to [0, MAP_CLIP]: 1 is a high normal image maximum
+MAP_CLIP = 4.0  # normalised maps are clipped above at this (1: a high normal image maximum)
 HIGH_QUANTILE = 0.99  # of the normal images' map maxima: the normalised value 1
 
 
@@ -61,8 +61,11 @@ def cross_fitted_maps(data: TrainingSet, sources: np.ndarray, folds: np.ndarray,
 
 @dataclass(frozen=True)
 class MapScale:
-    """(map - low) / (high - low) clipped to [0, MAP_CLIP]: low = the median normal pixel, high = the 0.99
-    quantile of the normal images' map maxima, both from maps of normal images the detector did not see."""
+    """(map - low) / (high - low), clipped above at MAP_CLIP: low = the median normal pixel, high = the 0.99
+    quantile of the normal images' map maxima, both from maps of normal images the detector did not see.
+
+    Increasing, so it keeps the order of the pixels (and of the image maxima) except above MAP_CLIP; not
+    clipped below (distances >= 0 bound it), so no ties are made among the low values."""
 
     low: float
     high: float
@@ -74,4 +77,4 @@ class MapScale:
         return cls(low, high if high > low else low + 1.0)
 
     def __call__(self, maps: np.ndarray) -> np.ndarray:
-        return np.clip((maps - self.low) / (self.high - self.low), 0.0, MAP_CLIP).astype(np.float32)
+        return np.minimum((maps - self.low) / (self.high - self.low), MAP_CLIP).astype(np.float32)
