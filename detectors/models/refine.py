@@ -52,7 +52,7 @@ from detectors.base import AtLeastOne, Detector, NonNegativeFloat, Share, regist
 from detectors.data.training import TrainingSet
 from detectors.models.patchcore import PatchCore, PatchCoreConfig
 from detectors.training.crossfit import MapScale, cross_fitted_maps, split_folds
-from detectors.training.loop import ValidationConfig, normal_counterparts, split_rows, validation_score
+from detectors.training.loop import ValidationConfig, anomaly_sources, split_rows, validation_score
 from detectors.training.losses import gradient_l2_loss
 from detectors.training.stopping import EarlyStopping
 from synth.backbones import Backbone
@@ -137,6 +137,15 @@ class Samples:
                        np.stack([o["mask"] for o in out]))
 
 
+def held_out_samples(data: TrainingSet, held: np.ndarray, sources: np.ndarray, normal_maps: np.ndarray,
+                     anomaly_maps: np.ndarray) -> Samples:
+    """The held-out anomalies (targets: their masks) followed by their normal sources (targets: all 0)."""
+    masks = np.stack([data.anomalous[i][1] for i in held]) > 127
+    return Samples(np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held]),
+                   np.concatenate([anomaly_maps[held], normal_maps[sources[held]]]),
+                   np.concatenate([masks, np.zeros_like(masks)]).astype(np.float32))
+
+
 @register
 class PatchCoreRefine(Detector):
     """PatchCore's map corrected by a network that sees the image and the map (PNI's refinement)."""
@@ -171,12 +180,9 @@ class PatchCoreRefine(Detector):
 
     def fit(self, data: TrainingSet) -> None:
         config = self.config
-        if not data.anomalous:
-            raise SynthError(f"{self.name} learns from synthetic anomalies; "
-                             "pass at least one synth dataset (--anomalies DIR)")
         self.check_size(data.size)
+        sources = anomaly_sources(self.name, data)
         rng = np.random.default_rng(config.seed)
-        sources = normal_counterparts(data)
         crossfit = cross_fitted_maps(data, sources, split_folds(len(data.normal), rng), self._new_patchcore)
         self.patchcore.fit(TrainingSet(data.normal))
         self.scale = MapScale.of_normal(crossfit.normal)
@@ -184,12 +190,8 @@ class PatchCoreRefine(Detector):
         kept, held = split_rows(len(data.anomalous), config.val_fraction, rng)
         torch.manual_seed(config.seed)
         self._build()
-        held_out = Samples(np.stack([data.anomalous[i][0] for i in held] + [data.normal[sources[i]] for i in held]),
-                           np.concatenate([anomaly_maps[held], normal_maps[sources[held]]]),
-                           np.concatenate([np.stack([data.anomalous[i][1] for i in held]) > 127,
-                                           np.zeros((len(held), *data.size.shape), bool)]).astype(np.float32)
-                           ) if len(held) else None
         train = TrainingSet(data.normal, [data.anomalous[i] for i in kept], config.anomaly_fraction)
+        held_out = held_out_samples(data, held, sources, normal_maps, anomaly_maps) if len(held) else None
         self._train(train, normal_maps, anomaly_maps[kept], held_out, rng)
         self.fitted = True
 
@@ -276,5 +278,6 @@ class PatchCoreRefine(Detector):
         try:
             self._build().load_state_dict(state)
         except RuntimeError as error:
-            raise SynthError(f"saved {self.name} weights do not fit this config: {str(error).splitlines()[0]}") from None
+            raise SynthError(f"saved {self.name} weights do not fit this config: "
+                             f"{str(error).splitlines()[0]}") from None
         self.network.eval()
