@@ -3,4 +3,4 @@
 Add a new detector module to the import line below.
 """
 
-from detectors.models import glass, patchcore, prn, realnet, simplenet  # noqa: F401  (registers the detectors)
+from detectors.models import glass, patchcore, prn, realnet, refine, simplenet  # noqa: F401  (registers the detectors)

@@ -96,6 +96,13 @@ def normal_counterparts(data: TrainingSet) -> np.ndarray:
     return sources
 
 
+def anomaly_sources(name: str, data: TrainingSet) -> np.ndarray:
+    """``normal_counterparts`` of ``data``; SynthError when it holds no synthetic anomaly (``name`` needs them)."""
+    if not data.anomalous:
+        raise SynthError(f"{name} learns from synthetic anomalies; pass at least one synth dataset (--anomalies DIR)")
+    return normal_counterparts(data)
+
+
 def epoch_schedule(steps_per_epoch: int, max_steps: int = DEFAULT_MAX_STEPS,
                    validation_steps: int = DEFAULT_VALIDATION_STEPS) -> tuple[int, int]:
     """(epochs, val_every): the whole epochs that cover ``max_steps`` optimiser steps, and the whole number
@@ -192,12 +199,9 @@ class SyntheticDetector(Detector):
 
     def fit(self, data: TrainingSet) -> None:
         config = self.config
-        if not data.anomalous:
-            raise SynthError(f"{self.name} learns from synthetic anomalies; "
-                             "pass at least one synth dataset (--anomalies DIR)")
+        sources = anomaly_sources(self.name, data)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        sources = normal_counterparts(data)
         kept, held = split_rows(len(data.anomalous), config.val_fraction, rng)
         select = self.prepare(dataclasses.replace(data, anomalous=[data.anomalous[i] for i in kept]), sources[kept])
         cache = FeatureCache(
