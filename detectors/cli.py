@@ -15,6 +15,7 @@ from synth.backbones import BACKBONES
 from detectors.evaluation.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, run_bench, write_overlays)
 from detectors.data.training import TrainingSet, training_set
+from detectors.evaluation.verdicts import compare_models, describe
 from detectors.matrix import check_recorded_settings, run_matrix, write_report
 from detectors.matrix.inputs import (DEFAULT_DETECTORS, DEFAULT_GENERATORS, anomaly_rows, detector_names,
                                      generator_rows, make_matrix, overrides_by_detector)
@@ -186,6 +187,29 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
             **result.metrics, "intervals": result.intervals, "image_scores": result.image_scores,
             "training": result.training, **labels_and_defects(test)}, indent=2) + "\n")
         write_overlays(out / "overlays", detector.name, test, maps, overlays)
+
+
+@cli.command()
+@click.option("-a", "--model-a", "models_a", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="A saved model of side A, one per training seed (repeatable).")
+@click.option("-b", "--model-b", "models_b", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="A saved model of side B, one per training seed (repeatable).")
+@click.option("--data", "root", type=click.Path(path_type=Path), default=None, help="Dataset root.")
+@click.option("--category", required=True)
+@click.option("--names", default="A,B", show_default=True, help="The two sides' names, comma-separated.")
+@click.option("--resamples", type=click.IntRange(1), default=1000, show_default=True)
+def compare(models_a, models_b, root, category, names, resamples) -> None:
+    """Is A better than B on this test set? Two-level bootstrap verdicts on image AUROC, pixel AUROC and AUPRO."""
+    name_a, _, name_b = names.partition(",")
+    if not name_a or not name_b:
+        raise SynthError(f"--names {names!r}: expected two names separated by a comma")
+    for model in (*models_a, *models_b):
+        if not (model / "config.json").is_file():
+            raise SynthError(f"{model} is not a saved model (no config.json; see `detectors fit`)")
+    found = compare_models(root, category, models_a, models_b, ImageSize.square(DEFAULT_SIDE), resamples)
+    click.echo(f"{name_a} ({len(models_a)} seeds) vs. {name_b} ({len(models_b)} seeds) on {category}:")
+    for line in describe(name_a, name_b, found):
+        click.echo(f"- {line}")
 
 
 @cli.command()

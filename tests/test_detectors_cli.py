@@ -113,6 +113,22 @@ def test_fit_saves_a_model(tiny, tmp_path, capsys):
     assert config["config"]["size"] == SIZE
 
 
+def test_compare_gives_a_verdict_per_metric(tiny, tmp_path, capsys):
+    for name, ratio in (("a", "0.5"), ("b", "0.01")):
+        status, _, err = run(["fit", "--detector", "patchcore", "--data", tiny, "--category", "tiles", "--size", SIZE,
+                              "--set", f"coreset_ratio={ratio}", "--out", tmp_path / name], capsys)
+        assert status == 0, err
+    status, stdout, err = run(["compare", "-a", tmp_path / "a", "-b", tmp_path / "b", "--data", tiny,
+                               "--category", "tiles", "--names", "full,tiny", "--resamples", "50"], capsys)
+    assert status == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == "full (1 seeds) vs. tiny (1 seeds) on tiles:" and len(lines) == 4
+    assert [line.split(":")[0] for line in lines[1:]] == ["- image AUROC", "- pixel AUROC", "- AUPRO@0.3"]
+    status, _, err = run(["compare", "-a", tmp_path / "a", "-b", tmp_path, "--data", tiny, "--category", "tiles"],
+                         capsys)
+    assert status == 2 and "is not a saved model" in err and "Traceback" not in err
+
+
 def test_read_anomalies_from_shards(tmp_path):
     rows = [(np.full((32, 32, 3), 7, np.uint8), np.full((32, 32), 255, np.uint8))]
     anomalies = read_anomalies(write_shards(tmp_path / "synth", rows), size=16)
