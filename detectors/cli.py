@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
+import numpy as np
 import torch
 
 from detectors.base import DETECTORS, DetectorConfig, create_detector, load_detector
 from synth.backbones import BACKBONES
 from detectors.evaluation.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
-                             labels_and_defects, markdown_table, run_bench, write_overlays)
+                             labels_and_defects, markdown_table, metrics_per_defect, per_defect_table, run_bench,
+                             write_overlays)
 from detectors.data.training import TrainingSet, training_set
 from detectors.evaluation.verdicts import compare_models, describe
 from detectors.matrix import check_recorded_settings, run_matrix, write_report
@@ -179,13 +181,15 @@ def evaluate_model(model, root, category, out, overlays, overwrite) -> None:
     size = detector.config.image_size() or ImageSize.square(DEFAULT_SIDE)
     test = TestSet.from_category(load_category(root, category, size=size), size)
     result, maps = evaluate_on_test_set(detector, test)
+    per_defect = metrics_per_defect(test, np.asarray(result.image_scores), maps)
     click.echo(markdown_table([result]), nl=False)
+    click.echo("\n" + per_defect_table(per_defect), nl=False)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({
             "model": portable_value(str(model), {}), "category": category, **size.record(), "score_seconds": result.score_seconds,
             **result.metrics, "intervals": result.intervals, "image_scores": result.image_scores,
-            "training": result.training, **labels_and_defects(test)}, indent=2) + "\n")
+            "training": result.training, "per_defect": per_defect, **labels_and_defects(test)}, indent=2) + "\n")
         write_overlays(out / "overlays", detector.name, test, maps, overlays)
 
 

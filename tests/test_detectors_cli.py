@@ -99,6 +99,10 @@ def test_bench_writes_results_models_and_overlays(tiny, tmp_path, capsys):
     assert status == 0, err
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert metrics["image_auroc"] == pytest.approx(results["patchcore"]["metrics"]["image_auroc"])
+    # One defect type: its per-defect metrics are the whole test set's, and the table names it.
+    assert list(metrics["per_defect"]) == ["square"]
+    assert metrics["per_defect"]["square"] == pytest.approx({key: metrics[key] for key in metrics["per_defect"]["square"]})
+    assert "| defect |" in stdout and "| square |" in stdout
     status, _, err = run(["bench", "--data", tiny, "--category", "tiles", "--detectors", "patchcore",
                           "--out", out], capsys)
     assert status == 2 and "--overwrite" in err

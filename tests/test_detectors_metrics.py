@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from detectors.evaluation.bench import TestSet as LoadedTestSet, metrics_per_defect
 from detectors.evaluation.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
 from synth.errors import SynthError
 
@@ -123,3 +124,19 @@ def test_aupro_when_a_curve_point_lies_on_the_limit():
         assert aupro(masks, maps, limit) == pytest.approx(reference.reference_aupro(masks, maps, limit), abs=1e-12)
     with pytest.raises(SynthError, match="NaN"):
         aupro(masks, np.where(masks > 0, np.nan, maps))
+
+
+def test_metrics_per_defect_pair_each_defect_type_with_the_normal_images():
+    """A type the detector finds scores 1; a type it misses scores 0, whatever the other type does."""
+    masks = np.zeros((4, 8, 8), np.uint8)
+    masks[2, :4, :4] = masks[3, 4:, 4:] = 255
+    maps = np.zeros((4, 8, 8), np.float32)
+    maps[0] = maps[1] = 0.5  # normal images: a flat middle score
+    maps[2, :4, :4] = 1.0  # "found": high inside its mask
+    maps[3] = 0.1  # "missed": lower than every normal pixel
+    maps[3, 4:, 4:] = 0.0
+    test = LoadedTestSet(np.zeros((4, 8, 8, 3), np.uint8), masks, np.array([0, 0, 1, 1]), ["good", "good", "found", "missed"])
+    per_defect = metrics_per_defect(test, maps.reshape(4, -1).max(axis=1), maps)
+    assert list(per_defect) == ["found", "missed"]
+    assert per_defect["found"]["image_auroc"] == 1.0 and per_defect["found"]["pixel_auroc"] == 1.0
+    assert per_defect["missed"]["image_auroc"] == 0.0 and per_defect["missed"]["pixel_auroc"] == 0.0

@@ -96,6 +96,28 @@ def evaluate_on_test_set(detector: Detector, test: TestSet, fit_seconds: float |
     return result, maps
 
 
+def metrics_per_defect(test: TestSet, scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str, float]]:
+    """Every metric on the normal test images plus one defect type's images, per defect type (sorted by name).
+
+    Image AUROC then ranks that type against the normal images; the pixel metrics see only its masks.
+    """
+    defects = np.array(test.defects)
+    normal = test.labels == 0
+    results = {}
+    for defect in sorted(set(defects[~normal])):
+        chosen = normal | (defects == defect)
+        results[defect] = evaluate(test.labels[chosen], scores[chosen], test.masks[chosen], maps[chosen])
+    return results
+
+
+def per_defect_table(per_defect: dict[str, dict[str, float]]) -> str:
+    """A markdown table: one row per defect type, the metric columns of ``markdown_table``."""
+    lines = ["| defect | " + " | ".join(METRIC_COLUMNS.values()) + " |", "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
+    lines += [f"| {defect} | " + " | ".join(f"{metrics[key]:.4f}" for key in METRIC_COLUMNS) + " |"
+              for defect, metrics in per_defect.items()]
+    return "\n".join(lines) + "\n"
+
+
 def labels_and_defects(test: TestSet) -> dict[str, list]:
     """The test labels (0 normal, 1 anomalous) and defect names, in the order of the image scores."""
     return {"labels": [int(label) for label in test.labels], "defects": list(test.defects)}
