@@ -13,20 +13,24 @@ measurement, not a selection rule (the test columns are never used to choose any
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
-from detectors.base import load_detector
-from detectors.cli import load_training
-from detectors.evaluation.bench import TestSet
-from detectors.evaluation.metrics import evaluate
-from detectors.models.refine import PatchCoreRefine, held_out_samples
-from detectors.training.crossfit import cross_fitted_maps, split_folds
-from detectors.training.loop import anomaly_sources, split_rows, validation_score
-from synth.data import load_category
+if __name__ == "__main__":  # benchmarks/detectors.py would shadow the package: the repository root comes first
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from detectors.base import load_detector  # noqa: E402
+from detectors.cli import load_training  # noqa: E402
+from detectors.evaluation.bench import TestSet  # noqa: E402
+from detectors.evaluation.metrics import evaluate  # noqa: E402
+from detectors.models.refine import PatchCoreRefine, held_out_samples  # noqa: E402
+from detectors.training.crossfit import cross_fitted_maps, split_folds  # noqa: E402
+from detectors.training.loop import anomaly_sources, split_rows, validation_score  # noqa: E402
+from synth.data import load_category  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
