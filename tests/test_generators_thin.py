@@ -1,4 +1,4 @@
-"""NSA and thin strokes: masks that match the change, non-square images, determinism, knobs, mix, gen."""
+"""NSA, thin strokes and simplex noise: masks that match the change, non-square images, determinism, knobs, mix, gen."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from synth.errors import SynthError
 from synth.generators import GeneratorSettings, create_generator, per_sample_rng
 from synth.generators.blending import poisson_paste
 from synth.generators.nsa import Nsa
+from synth.generators.simplex import Simplex
 from synth.generators.strokes import StrokeShape
 from synth.generators.thin_strokes import Strokes
 from tests.conftest import run_cli
@@ -33,7 +34,7 @@ def changed(sample, normal: np.ndarray) -> np.ndarray:
     return (sample.image != normal).any(axis=2)
 
 
-@pytest.mark.parametrize("make", [nsa, Strokes], ids=["nsa", "strokes"])
+@pytest.mark.parametrize("make", [nsa, Strokes, Simplex], ids=["nsa", "strokes", "simplex"])
 def test_non_square_sample_changes_only_inside_its_mask(make):
     generator, normal = make(), texture(10)
     for i in range(6):
@@ -48,7 +49,7 @@ def test_non_square_sample_changes_only_inside_its_mask(make):
 def test_small_images_still_get_anomalies(height, width):
     normal = texture(21, height, width)
     donors = [texture(k, height, width) for k in range(3)]
-    for generator in (Nsa(donors, ["a", "b", "c"]), Strokes()):
+    for generator in (Nsa(donors, ["a", "b", "c"]), Strokes(), Simplex()):
         for i in range(10):
             assert generator.generate(normal, per_sample_rng(0, i)).mask.any()
 
@@ -58,11 +59,42 @@ def test_nsa_on_too_small_an_image_says_why():
         Nsa([texture(0, 16, 40)], ["a"]).generate(texture(1, 16, 40), per_sample_rng(0, 0))
 
 
-def test_strokes_mask_is_exactly_the_changed_pixels():
+@pytest.mark.parametrize("make", [Strokes, Simplex], ids=["strokes", "simplex"])
+def test_mask_is_exactly_the_changed_pixels(make):
     normal = texture(11)
     for i in range(6):
-        sample = Strokes().generate(normal, per_sample_rng(1, i))
+        sample = make().generate(normal, per_sample_rng(1, i))
         assert np.array_equal(changed(sample, normal), sample.mask > 0)
+
+
+def test_simplex_changes_only_its_box_smoothly_and_alike_in_every_channel():
+    normal = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    for i in range(6):
+        sample = Simplex(patch=(0.3, 0.6)).generate(normal, per_sample_rng(3, i))
+        top, left, height, width = map(int, sample.params["box"].split(","))
+        assert HEIGHT * 0.3 - 1 <= height < HEIGHT * 0.6 + 1 and WIDTH * 0.3 - 1 <= width < WIDTH * 0.6 + 1
+        inside = np.zeros((HEIGHT, WIDTH), bool)
+        inside[top:top + height, left:left + width] = True
+        assert not (sample.mask[~inside]).any()
+        delta = sample.image.astype(int) - normal
+        assert (delta[..., 0] == delta[..., 1]).all() and (delta[..., 0] == delta[..., 2]).all()
+        box = delta[top:top + height, left:left + width, 0]
+        assert np.abs(np.diff(box, axis=1)).mean() < np.abs(box).mean()  # low frequency: neighbours alike
+
+
+def test_simplex_defaults_follow_rd_plus_plus_at_256_px():
+    normal = np.full((256, 256, 3), 128, np.uint8)
+    for i in range(20):
+        sample = Simplex().generate(normal, per_sample_rng(4, i))
+        _, _, height, width = map(int, sample.params["box"].split(","))
+        assert 10 <= height < 32 and 10 <= width < 32 and sample.params["scale"] == 0.2
+
+
+def test_simplex_scale_knob_is_monotonic():
+    normal = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    changes = [np.mean([mean_change(Simplex(patch=(0.5, 0.8), scale=(k, k)).generate(normal, per_sample_rng(0, i)),
+                                    normal) for i in range(8)]) for k in (0.05, 0.2, 0.5)]
+    assert changes[0] < changes[1] < changes[2]
 
 
 def test_nsa_mask_is_mostly_changed_pixels_inside_the_pasted_boxes():
@@ -77,7 +109,7 @@ def test_nsa_mask_is_mostly_changed_pixels_inside_the_pasted_boxes():
     assert not ((sample.mask > 0) & ~boxes).any()
 
 
-@pytest.mark.parametrize("make", [nsa, Strokes], ids=["nsa", "strokes"])
+@pytest.mark.parametrize("make", [nsa, Strokes, Simplex], ids=["nsa", "strokes", "simplex"])
 def test_same_seed_same_bytes_other_seed_differs(make):
     normal = texture(13)
     a, b, c = (make().generate(normal, per_sample_rng(seed, 3)) for seed in (5, 5, 6))
@@ -113,12 +145,13 @@ def test_nsa_strength_knob_is_monotonic():
     assert changes[0] < changes[1] < changes[2]
 
 
-def test_foreground_rule_keeps_strokes_on_the_object():
+def test_foreground_rule_keeps_strokes_and_noise_on_the_object():
     normal = texture(17)
     normal[:, :WIDTH // 2] = 5  # dark background on the left: otsu keeps the bright right half
-    for i in range(4):
-        sample = Strokes(foreground="otsu").generate(normal, per_sample_rng(0, i))
-        assert not sample.mask[:, :WIDTH // 2 - 2].any()
+    for make in (Strokes, lambda foreground: Simplex(patch=(0.5, 0.9), foreground=foreground)):
+        for i in range(4):
+            sample = make(foreground="otsu").generate(normal, per_sample_rng(0, i))
+            assert not sample.mask[:, :WIDTH // 2 - 2].any()
 
 
 def test_wide_strokes_stay_thin_by_default_and_follow_the_width_knob():
@@ -145,6 +178,12 @@ def test_bad_stroke_options_are_one_line_errors(option, value):
         create_generator("strokes", GeneratorSettings(category="brick", extra={option: value}))
 
 
+@pytest.mark.parametrize("option, value", [("patch", "0:0.5"), ("patch", "0.5:2"), ("scale", "0"), ("scale", "x")])
+def test_bad_simplex_options_are_one_line_errors(option, value):
+    with pytest.raises(SynthError, match=option):
+        create_generator("simplex", GeneratorSettings(category="brick", extra={option: value}))
+
+
 @pytest.mark.parametrize("option, value", [("clone", "blend"), ("patches", "0"), ("patches", "2.5"),
                                            ("strength", "0.5:1"), ("strength", "0")])
 def test_bad_nsa_options_are_one_line_errors(option, value):
@@ -161,17 +200,19 @@ def test_nsa_takes_its_donors_from_the_category():
 
 def test_mix_of_nsa_and_strokes_round_trips_through_gen(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["gen", "--generator", "mix", "--mix", "nsa=1,strokes=1", "--category", "brick", "--size", 48,
+    args = ["gen", "--generator", "mix", "--mix", "nsa=1,strokes=1,simplex=1", "--category", "brick", "--size", 48,
             "-n", 12, "--shard-size", 6, "-o", "contrast=2:3", "--out", out]
     status, _, err = run_cli(args, capsys)
     assert status == 0, err
     rows = datasets.load_dataset(str(out), split="train")
-    assert set(rows["component"]) == {"nsa", "strokes"}
+    assert set(rows["component"]) == {"nsa", "strokes", "simplex"}
     for row in rows:
         mask = np.asarray(row["mask"])
         assert mask.shape == (48, 48) and mask.any()
         if row["component"] == "strokes":
             assert 2 <= row["contrast"] <= 3 and row["donor"] is None
+        elif row["component"] == "simplex":
+            assert row["scale"] == 0.2 and row["box"] and row["donor"] is None
         else:
             assert row["donor"] and row["polarity"] is None
     again = tmp_path / "again"

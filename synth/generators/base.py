@@ -112,6 +112,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "normal": "synth.generators.normal",
     "nsa": "synth.generators.nsa",
     "strokes": "synth.generators.thin_strokes",
+    "simplex": "synth.generators.simplex",
     "mix": "synth.generators.mix",
     "sdas": "synth.generators.sdas",
 }
