@@ -1,4 +1,4 @@
-"""NSA, thin strokes and simplex noise: masks that match the change, non-square images, determinism, knobs, mix, gen."""
+"""NSA, thin strokes, simplex noise and smooth intensity changes: masks that match the change, non-square images, determinism, knobs, mix, gen."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from synth.errors import SynthError
 from synth.generators import GeneratorSettings, create_generator, per_sample_rng
 from synth.generators.blending import poisson_paste
 from synth.generators.nsa import Nsa
+from synth.generators.intensity import SmoothIntensity
 from synth.generators.simplex import Simplex
 from synth.generators.strokes import StrokeShape
 from synth.generators.thin_strokes import Strokes
@@ -34,7 +35,8 @@ def changed(sample, normal: np.ndarray) -> np.ndarray:
     return (sample.image != normal).any(axis=2)
 
 
-@pytest.mark.parametrize("make", [nsa, Strokes, Simplex], ids=["nsa", "strokes", "simplex"])
+@pytest.mark.parametrize("make", [nsa, Strokes, Simplex, SmoothIntensity],
+                         ids=["nsa", "strokes", "simplex", "smooth-intensity"])
 def test_non_square_sample_changes_only_inside_its_mask(make):
     generator, normal = make(), texture(10)
     for i in range(6):
@@ -49,7 +51,7 @@ def test_non_square_sample_changes_only_inside_its_mask(make):
 def test_small_images_still_get_anomalies(height, width):
     normal = texture(21, height, width)
     donors = [texture(k, height, width) for k in range(3)]
-    for generator in (Nsa(donors, ["a", "b", "c"]), Strokes(), Simplex()):
+    for generator in (Nsa(donors, ["a", "b", "c"]), Strokes(), Simplex(), SmoothIntensity()):
         for i in range(10):
             assert generator.generate(normal, per_sample_rng(0, i)).mask.any()
 
@@ -59,7 +61,7 @@ def test_nsa_on_too_small_an_image_says_why():
         Nsa([texture(0, 16, 40)], ["a"]).generate(texture(1, 16, 40), per_sample_rng(0, 0))
 
 
-@pytest.mark.parametrize("make", [Strokes, Simplex], ids=["strokes", "simplex"])
+@pytest.mark.parametrize("make", [Strokes, Simplex, SmoothIntensity], ids=["strokes", "simplex", "smooth-intensity"])
 def test_mask_is_exactly_the_changed_pixels(make):
     normal = texture(11)
     for i in range(6):
@@ -90,6 +92,35 @@ def test_simplex_defaults_follow_rd_plus_plus_at_256_px():
         assert 10 <= height < 32 and 10 <= width < 32 and sample.params["scale"] == 0.2
 
 
+def test_smooth_intensity_is_broad_one_signed_per_region_and_ramps_up_from_the_edge():
+    normal = np.full((128, 128, 3), 100, np.uint8)
+    normal[::2] = 140  # grey-level std 20
+    areas = []
+    for i in range(30):
+        sample = SmoothIntensity().generate(normal, per_sample_rng(5, i))
+        delta = sample.image.astype(int) - normal
+        assert (delta[..., 0] == delta[..., 1]).all() and (delta[..., 0] == delta[..., 2]).all()
+        assert sample.image.min() >= 100 and sample.image.max() <= 140  # clipped to the image's range
+        assert 1 <= sample.params["num_regions"] == len(sample.params["regions"].split(";")) <= 4
+        areas.append((sample.mask > 0).mean())
+        if sample.params["num_regions"] == 1:
+            changed = np.abs(delta[..., 0])[sample.mask > 0]
+            region = (sample.mask > 0).astype(np.uint8)
+            inner = cv2.erode(region, np.ones((5, 5), np.uint8)) > 0
+            rim = (region > 0) & ~inner
+            if inner.any():  # the change grows from the edge inwards
+                assert np.abs(delta[..., 0])[inner].mean() >= np.abs(delta[..., 0])[rim].mean()
+            assert changed.max() <= 40
+    assert 0.01 < np.median(areas) < 0.3  # broad: regions of 6-80 % of a side
+
+
+def test_smooth_intensity_scale_knob_is_monotonic():
+    normal = texture(22)
+    changes = [np.mean([mean_change(SmoothIntensity(scale=(k, k)).generate(normal, per_sample_rng(0, i)), normal)
+                        for i in range(8)]) for k in (0.05, 0.2, 0.8)]
+    assert changes[0] < changes[1] < changes[2]
+
+
 def test_simplex_scale_knob_is_monotonic():
     normal = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
     changes = [np.mean([mean_change(Simplex(patch=(0.5, 0.8), scale=(k, k)).generate(normal, per_sample_rng(0, i)),
@@ -109,7 +140,8 @@ def test_nsa_mask_is_mostly_changed_pixels_inside_the_pasted_boxes():
     assert not ((sample.mask > 0) & ~boxes).any()
 
 
-@pytest.mark.parametrize("make", [nsa, Strokes, Simplex], ids=["nsa", "strokes", "simplex"])
+@pytest.mark.parametrize("make", [nsa, Strokes, Simplex, SmoothIntensity],
+                         ids=["nsa", "strokes", "simplex", "smooth-intensity"])
 def test_same_seed_same_bytes_other_seed_differs(make):
     normal = texture(13)
     a, b, c = (make().generate(normal, per_sample_rng(seed, 3)) for seed in (5, 5, 6))
@@ -148,7 +180,7 @@ def test_nsa_strength_knob_is_monotonic():
 def test_foreground_rule_keeps_strokes_and_noise_on_the_object():
     normal = texture(17)
     normal[:, :WIDTH // 2] = 5  # dark background on the left: otsu keeps the bright right half
-    for make in (Strokes, lambda foreground: Simplex(patch=(0.5, 0.9), foreground=foreground)):
+    for make in (Strokes, SmoothIntensity, lambda foreground: Simplex(patch=(0.5, 0.9), foreground=foreground)):
         for i in range(4):
             sample = make(foreground="otsu").generate(normal, per_sample_rng(0, i))
             assert not sample.mask[:, :WIDTH // 2 - 2].any()
@@ -184,6 +216,12 @@ def test_bad_simplex_options_are_one_line_errors(option, value):
         create_generator("simplex", GeneratorSettings(category="brick", extra={option: value}))
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "x", "0.5:0.1"])
+def test_bad_smooth_intensity_scale_is_a_one_line_error(value):
+    with pytest.raises(SynthError, match="scale"):
+        create_generator("smooth-intensity", GeneratorSettings(category="brick", extra={"scale": value}))
+
+
 @pytest.mark.parametrize("option, value", [("clone", "blend"), ("patches", "0"), ("patches", "2.5"),
                                            ("strength", "0.5:1"), ("strength", "0")])
 def test_bad_nsa_options_are_one_line_errors(option, value):
@@ -200,12 +238,12 @@ def test_nsa_takes_its_donors_from_the_category():
 
 def test_mix_of_nsa_and_strokes_round_trips_through_gen(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["gen", "--generator", "mix", "--mix", "nsa=1,strokes=1,simplex=1", "--category", "brick", "--size", 48,
-            "-n", 12, "--shard-size", 6, "-o", "contrast=2:3", "--out", out]
+    args = ["gen", "--generator", "mix", "--mix", "nsa=1,strokes=1,simplex=1,smooth-intensity=1", "--category", "brick", "--size", 48,
+            "-n", 16, "--shard-size", 6, "-o", "contrast=2:3", "--out", out]
     status, _, err = run_cli(args, capsys)
     assert status == 0, err
     rows = datasets.load_dataset(str(out), split="train")
-    assert set(rows["component"]) == {"nsa", "strokes", "simplex"}
+    assert set(rows["component"]) == {"nsa", "strokes", "simplex", "smooth-intensity"}
     for row in rows:
         mask = np.asarray(row["mask"])
         assert mask.shape == (48, 48) and mask.any()
@@ -213,6 +251,8 @@ def test_mix_of_nsa_and_strokes_round_trips_through_gen(tmp_path, capsys):
             assert 2 <= row["contrast"] <= 3 and row["donor"] is None
         elif row["component"] == "simplex":
             assert row["scale"] == 0.2 and row["box"] and row["donor"] is None
+        elif row["component"] == "smooth-intensity":
+            assert row["num_regions"] >= 1 and row["regions"] and row["box"] is None
         else:
             assert row["donor"] and row["polarity"] is None
     again = tmp_path / "again"

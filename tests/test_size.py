@@ -21,7 +21,7 @@ from tests.test_sdas_gen import micro_model  # noqa: F401  (fixture: an untraine
 
 HEIGHT, WIDTH = 32, 96
 GENERATORS = [["cutpaste"], ["cutpaste-scar"], ["cutpaste-union"], ["cutpaste-3way"], ["draem"], ["prn-hea"],
-              ["prn-hoa"], ["normal"], ["nsa"], ["strokes"], ["simplex"], ["mix", "--mix", "normal=1,draem=1,cutpaste=1,prn-hoa=1"]]
+              ["prn-hoa"], ["normal"], ["nsa"], ["strokes"], ["simplex"], ["smooth-intensity"], ["mix", "--mix", "normal=1,draem=1,cutpaste=1,prn-hoa=1"]]
 
 
 def test_parse_size():

@@ -113,6 +113,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "nsa": "synth.generators.nsa",
     "strokes": "synth.generators.thin_strokes",
     "simplex": "synth.generators.simplex",
+    "smooth-intensity": "synth.generators.intensity",
     "mix": "synth.generators.mix",
     "sdas": "synth.generators.sdas",
 }
