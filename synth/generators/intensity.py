@@ -92,7 +92,8 @@ class SmoothIntensity(Generator):
 
     def place(self, points: np.ndarray, height: int, width: int, foreground: np.ndarray | None,
               rng: np.random.Generator) -> np.ndarray:
-        """The region drawn at a uniform place where it fits (and lies half on the foreground, if given)."""
+        """The region drawn at a uniform place where it fits and, with a foreground, lies at least half on it
+        (after ``PLACEMENT_TRIES`` misses the last place drawn is kept)."""
         low, high = points.min(axis=0), points.max(axis=0)
         for _ in range(PLACEMENT_TRIES):
             offset = np.array([rng.uniform(-low[0], max(width - 1 - high[0], -low[0])),
