@@ -114,17 +114,13 @@ def test_smooth_intensity_is_broad_one_signed_per_region_and_ramps_up_from_the_e
     assert 0.01 < np.median(areas) < 0.3  # broad: regions of 6-80 % of a side
 
 
-def test_smooth_intensity_scale_knob_is_monotonic():
-    normal = texture(22)
-    changes = [np.mean([mean_change(SmoothIntensity(scale=(k, k)).generate(normal, per_sample_rng(0, i)), normal)
-                        for i in range(8)]) for k in (0.05, 0.2, 0.8)]
-    assert changes[0] < changes[1] < changes[2]
-
-
-def test_simplex_scale_knob_is_monotonic():
-    normal = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
-    changes = [np.mean([mean_change(Simplex(patch=(0.5, 0.8), scale=(k, k)).generate(normal, per_sample_rng(0, i)),
-                                    normal) for i in range(8)]) for k in (0.05, 0.2, 0.5)]
+@pytest.mark.parametrize("make, normal, scales", [
+    (SmoothIntensity, texture(22), (0.05, 0.2, 0.8)),
+    (lambda scale: Simplex(patch=(0.5, 0.8), scale=scale), np.full((HEIGHT, WIDTH, 3), 128, np.uint8), (0.05, 0.2, 0.5)),
+], ids=["smooth-intensity", "simplex"])
+def test_scale_knob_is_monotonic(make, normal, scales):
+    changes = [np.mean([mean_change(make(scale=(k, k)).generate(normal, per_sample_rng(0, i)), normal)
+                        for i in range(8)]) for k in scales]
     assert changes[0] < changes[1] < changes[2]
 
 
