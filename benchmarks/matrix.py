@@ -61,7 +61,12 @@ MIXES = {"mix-draem-cutpaste": "draem=1,cutpaste-union=1", "mix-draem-prn-hoa": 
 GENERATORS = {"cutpaste-union": ["-g", "cutpaste-union"], "draem": ["-g", "draem", *TEXTURES],
               "prn-hea": ["-g", "prn-hea", *TEXTURES], "prn-hoa": ["-g", "prn-hoa"], "sdas": ["-g", "sdas", "--blend"],
               "sdas-contrast": ["-g", "sdas", "--blend", "--contrast", "10:20"],  # s chosen per model by visibility
+              # the same part with anomalies: SDEdit start at t0 = 400, masks where P differs from its s = 0 twin
+              "sdas-t0": ["-g", "sdas", "--blend", "-o", "t0=400", "-o", "mask=both"],
               **{name: ["-g", "mix", "--mix", spec, *TEXTURES] for name, spec in MIXES.items()}}
+# `sdas-t0`'s s per bundled model, U[s*, 2 s*]: s* is the smallest of 0.25, 0.5, 1, 2 at which at least 90 % of
+# 32 rows (seed 0, 128 px) get an aligned mask. Chosen on synthetic rows only (docs/generators/sdas.md).
+T0_STRENGTH = {"bottle": "1:2", "metal_plate": "0.5:1", "magnetic_tile": "0.5:1"}
 DETECTORS = tuple(BUDGETS)
 SECTION = "## Generator x detector matrix"
 DEFAULTS = {"size": ImageSize.square(128), "count": 500, "seeds": 3, "threads": 2, "categories": tuple(DATASETS),
@@ -81,6 +86,8 @@ class Published(Matrix):
 
     def gen_command(self, shards: Shards) -> list[str]:
         command = super().gen_command(shards)
+        if shards.generator == "sdas-t0":
+            command += ["--s", T0_STRENGTH[shards.category]]
         model = self.models.get(shards.category)
         return command + ["--model", model] if shards.generator.startswith("sdas") and model else command
 
@@ -246,6 +253,11 @@ def verdicts(matrix: Published, groups: dict[Group, list[dict]]) -> list[str]:
             calibrated = compare("SDAS at --contrast 10:20", groups[(category, "sdas-contrast", "realnet")],
                                  "DTD (draem)", groups.get((category, "draem", "realnet"), []))
             lines.append(f"- {category}, RealNet trained on SDAS by visibility vs. on DTD anomalies: {calibrated}.")
+        if (category, "sdas-t0", "realnet") in groups:
+            conditioned = compare("SDAS from the image (t0 = 400, aligned masks)",
+                                  groups[(category, "sdas-t0", "realnet")],
+                                  "DTD (draem)", groups.get((category, "draem", "realnet"), []))
+            lines.append(f"- {category}, RealNet trained on image-conditioned SDAS vs. on DTD anomalies: {conditioned}.")
         reference = groups.get((category, None, REFERENCE), [])
         best = best_cell(category, groups)
         for detector in [None, *matrix.detectors]:
