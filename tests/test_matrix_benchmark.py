@@ -244,3 +244,12 @@ def test_a_non_square_size_reaches_every_command_and_names_its_record(matrix, tm
     assert {option(wide.command(unit), "--size") for unit in matrix.units(wide)} == {"64x128"}
     assert matrix.default_record(wide.size).name == "matrix-64x128px"
     assert matrix.default_record(ImageSize.square(128)).name == "matrix-128px"  # the recorded results' folder
+
+
+def test_image_conditioned_sdas_gets_its_models_strength(matrix, tmp_path: Path) -> None:
+    published = matrix.published(tmp_path / "work", seeds=1, generators=("sdas", "sdas-t0"), detectors=("realnet",))
+    for category, strength in matrix.T0_STRENGTH.items():
+        conditioned = published.gen_command(Shards(category, "sdas-t0", 0))
+        assert option(conditioned, "--s") == strength and option(conditioned, "-o") == "t0=400"
+        assert "mask=both" in conditioned and "--blend" in conditioned
+        assert "--s" not in published.gen_command(Shards(category, "sdas", 0))  # the paper's default range
