@@ -149,6 +149,15 @@ def test_bad_settings_are_errors(settings, match):
         create_detector("patchcore-refine", **settings)
 
 
+def test_patchcore_strides_reach_the_patchcore_whose_maps_are_refined():
+    detector = create_detector("patchcore-refine", patchcore_strides=[16, 32], **FAST)
+    assert detector.patchcore.config.strides == (16, 32) == detector._new_patchcore().config.strides
+    assert create_detector("patchcore-refine").patchcore.config.strides == (8, 16)  # PatchCore's default
+    with pytest.raises(SynthError, match="stride"):
+        create_detector("patchcore-refine", patchcore_strides=[7], **FAST).fit(
+            tiny_training_set(normal=4, anomalies=4, shape=(64, 64)))
+
+
 def test_fit_needs_anomalies_and_sides_that_are_multiples_of_32():
     with pytest.raises(SynthError, match="synthetic anomalies"):
         create_detector("patchcore-refine", **FAST).fit(TrainingSet(tiny_training_set(shape=(64, 64)).normal))

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from detectors.base import AtLeastOne, Detector, NonNegativeFloat, Share, register
 from detectors.data.training import TrainingSet
+from detectors.features import DEFAULT_STRIDES
 from detectors.models.patchcore import PatchCore, PatchCoreConfig
 from detectors.training.crossfit import MapScale, cross_fitted_maps, split_folds
 from detectors.training.loop import ValidationConfig, anomaly_sources, split_rows, validation_score
@@ -74,6 +75,7 @@ class RefineConfig(ValidationConfig):
     weight_refine: Annotated[float, Ge(0), Le(1)] = 0.1  # final map = w x refined + (1 - w) x PatchCore's map
     decoder_scale: Annotated[int, Ge(2 ** UPSAMPLINGS)] = 256  # decoder width after the first 1x1 conv
     augment: bool = True  # flip, rotation, colour jitter of the training batches
+    patchcore_strides: tuple[int, ...] = DEFAULT_STRIDES  # the feature taps of the PatchCore whose maps are refined
 
 
 class UpBlock(nn.Sequential):
@@ -169,10 +171,10 @@ class PatchCoreRefine(Detector):
                                "weight_refine": 0.1, **overrides})
 
     def _new_patchcore(self) -> PatchCore:
-        """A PatchCore with its defaults on this detector's backbone, precision and seed."""
+        """A PatchCore with its defaults on this detector's backbone, precision, seed and ``patchcore_strides``."""
         c = self.config
-        return PatchCore(PatchCoreConfig(backbone=c.backbone, backbone_weights=c.backbone_weights,
-                                         batch_size=c.batch_size, seed=c.seed, precision=c.precision))
+        return PatchCore(PatchCoreConfig(backbone=c.backbone, backbone_weights=c.backbone_weights, batch_size=c.batch_size,
+                                         seed=c.seed, precision=c.precision, strides=c.patchcore_strides))
 
     def _build(self) -> RefinementNet:
         self.network = RefinementNet(self.patchcore.backbone, self.config.decoder_scale)
