@@ -56,6 +56,7 @@ RECORDS = REPO / "benchmarks" / "results"  # default --record: RECORDS / f"matri
 DATA = Path("..", "shared", "data")  # relative to the repository root, where every command runs
 DATASETS = {"metal_plate": DATA / "mpdd", "bottle": DATA / "mvtec", "magnetic_tile": DATA / "mtd"}
 TEXTURES = ["--textures", str(DATA / "dtd")]
+DETECTOR_NAMES = {"realnet": "RealNet", "simplenet": "SimpleNet", "prn": "PRN", "glass": "GLASS"}  # as the papers write them
 MIXES = {"mix-draem-cutpaste": "draem=1,cutpaste-union=1", "mix-draem-prn-hoa": "draem=1,prn-hoa=1",
          "mix-uniform": "cutpaste-union=1,draem=1,prn-hea=1,prn-hoa=1"}
 GENERATORS = {"cutpaste-union": ["-g", "cutpaste-union"], "draem": ["-g", "draem", *TEXTURES],
@@ -253,11 +254,13 @@ def verdicts(matrix: Published, groups: dict[Group, list[dict]]) -> list[str]:
             calibrated = compare("SDAS at --contrast 10:20", groups[(category, "sdas-contrast", "realnet")],
                                  "DTD (draem)", groups.get((category, "draem", "realnet"), []))
             lines.append(f"- {category}, RealNet trained on SDAS by visibility vs. on DTD anomalies: {calibrated}.")
-        if (category, "sdas-t0", "realnet") in groups:
-            conditioned = compare("SDAS from the image (t0 = 400, aligned masks)",
-                                  groups[(category, "sdas-t0", "realnet")],
-                                  "DTD (draem)", groups.get((category, "draem", "realnet"), []))
-            lines.append(f"- {category}, RealNet trained on image-conditioned SDAS vs. on DTD anomalies: {conditioned}.")
+        for detector in matrix.detectors:  # image-conditioned SDAS against DTD for every detector that has both
+            if groups.get((category, "sdas-t0", detector)) and groups.get((category, "draem", detector)):
+                conditioned = compare("SDAS from the image (t0 = 400, aligned masks)",
+                                      groups[(category, "sdas-t0", detector)],
+                                      "DTD (draem)", groups[(category, "draem", detector)])
+                lines.append(f"- {category}, {DETECTOR_NAMES.get(detector, detector)} trained on image-conditioned "
+                             f"SDAS vs. on DTD anomalies: {conditioned}.")
         reference = groups.get((category, None, REFERENCE), [])
         best = best_cell(category, groups)
         for detector in [None, *matrix.detectors]:

@@ -253,3 +253,12 @@ def test_image_conditioned_sdas_gets_its_models_strength(matrix, tmp_path: Path)
         assert option(conditioned, "--s") == strength and option(conditioned, "-o") == "t0=400"
         assert "mask=both" in conditioned and "--blend" in conditioned
         assert "--s" not in published.gen_command(Shards(category, "sdas", 0))  # the paper's default range
+
+
+def test_image_conditioned_sdas_is_judged_against_dtd_for_every_detector_with_both(run) -> None:
+    _, section = run("--generators", "draem,sdas-t0", fail="bottle/sdas-t0/prn/")
+    for category in CATEGORIES:
+        assert (f"- {category}, RealNet trained on image-conditioned SDAS vs. on DTD anomalies: "
+                "no difference shown between SDAS from the image") in section
+    assert "- metal_plate, PRN trained on image-conditioned SDAS vs. on DTD anomalies:" in section
+    assert "- bottle, PRN trained on image-conditioned SDAS" not in section  # its sdas-t0 cell failed: no verdict
