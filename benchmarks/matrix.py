@@ -58,9 +58,11 @@ DATASETS = {"metal_plate": DATA / "mpdd", "bottle": DATA / "mvtec", "magnetic_ti
 TEXTURES = ["--textures", str(DATA / "dtd")]
 DETECTOR_NAMES = {"realnet": "RealNet", "simplenet": "SimpleNet", "prn": "PRN", "glass": "GLASS"}  # as the papers write them
 MIXES = {"mix-draem-cutpaste": "draem=1,cutpaste-union=1", "mix-draem-prn-hoa": "draem=1,prn-hoa=1",
-         "mix-uniform": "cutpaste-union=1,draem=1,prn-hea=1,prn-hoa=1"}
+         "mix-uniform": "cutpaste-union=1,draem=1,prn-hea=1,prn-hoa=1",
+         "mix-strokes-cutpaste": "strokes=1,cutpaste-union=1"}  # the recommended cell's mix for thin defects
 GENERATORS = {"cutpaste-union": ["-g", "cutpaste-union"], "draem": ["-g", "draem", *TEXTURES],
               "prn-hea": ["-g", "prn-hea", *TEXTURES], "prn-hoa": ["-g", "prn-hoa"], "sdas": ["-g", "sdas", "--blend"],
+              "strokes": ["-g", "strokes"], "nsa": ["-g", "nsa"],  # thin cracks; patches of other normal images
               "sdas-contrast": ["-g", "sdas", "--blend", "--contrast", "10:20"],  # s chosen per model by visibility
               # the same part with anomalies: SDEdit start at t0 = 400, masks where P differs from its s = 0 twin
               "sdas-t0": ["-g", "sdas", "--blend", "-o", "t0=400", "-o", "mask=both"],
