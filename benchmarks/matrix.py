@@ -70,6 +70,9 @@ GENERATORS = {"cutpaste-union": ["-g", "cutpaste-union"], "draem": ["-g", "draem
 # `sdas-t0`'s s per bundled model, U[s*, 2 s*]: s* is the smallest of 0.25, 0.5, 1, 2 at which at least 90 % of
 # 32 rows (seed 0, 128 px) get an aligned mask. Chosen on synthetic rows only (docs/generators/sdas.md).
 T0_STRENGTH = {"bottle": "1:2", "metal_plate": "0.5:1", "magnetic_tile": "0.5:1"}
+# generators judged against DTD textures (draem) for every detector with both cells: (name in the verdict, kind)
+AGAINST_DTD = {"sdas-t0": ("SDAS from the image (t0 = 400, aligned masks)", "image-conditioned SDAS"),
+               "strokes": ("thin strokes", "thin strokes")}
 DETECTORS = tuple(BUDGETS)
 SECTION = "## Generator x detector matrix"
 DEFAULTS = {"size": ImageSize.square(128), "count": 500, "seeds": 3, "threads": 2, "categories": tuple(DATASETS),
@@ -256,13 +259,13 @@ def verdicts(matrix: Published, groups: dict[Group, list[dict]]) -> list[str]:
             calibrated = compare("SDAS at --contrast 10:20", groups[(category, "sdas-contrast", "realnet")],
                                  "DTD (draem)", groups.get((category, "draem", "realnet"), []))
             lines.append(f"- {category}, RealNet trained on SDAS by visibility vs. on DTD anomalies: {calibrated}.")
-        for detector in matrix.detectors:  # image-conditioned SDAS against DTD for every detector that has both
-            if groups.get((category, "sdas-t0", detector)) and groups.get((category, "draem", detector)):
-                conditioned = compare("SDAS from the image (t0 = 400, aligned masks)",
-                                      groups[(category, "sdas-t0", detector)],
-                                      "DTD (draem)", groups[(category, "draem", detector)])
-                lines.append(f"- {category}, {DETECTOR_NAMES.get(detector, detector)} trained on image-conditioned "
-                             f"SDAS vs. on DTD anomalies: {conditioned}.")
+        for generator, (name, kind) in AGAINST_DTD.items():  # for every detector that has both cells
+            for detector in matrix.detectors:
+                if groups.get((category, generator, detector)) and groups.get((category, "draem", detector)):
+                    versus = compare(name, groups[(category, generator, detector)],
+                                     "DTD (draem)", groups[(category, "draem", detector)])
+                    lines.append(f"- {category}, {DETECTOR_NAMES.get(detector, detector)} trained on {kind} "
+                                 f"vs. on DTD anomalies: {versus}.")
         reference = groups.get((category, None, REFERENCE), [])
         best = best_cell(category, groups)
         for detector in [None, *matrix.detectors]:

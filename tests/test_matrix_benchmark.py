@@ -255,10 +255,12 @@ def test_image_conditioned_sdas_gets_its_models_strength(matrix, tmp_path: Path)
         assert "--s" not in published.gen_command(Shards(category, "sdas", 0))  # the paper's default range
 
 
-def test_image_conditioned_sdas_is_judged_against_dtd_for_every_detector_with_both(run) -> None:
-    _, section = run("--generators", "draem,sdas-t0", fail="bottle/sdas-t0/prn/")
+@pytest.mark.parametrize(("generator", "kind", "name"), [
+    ("sdas-t0", "image-conditioned SDAS", "SDAS from the image"), ("strokes", "thin strokes", "thin strokes")])
+def test_generators_are_judged_against_dtd_for_every_detector_with_both(run, generator, kind, name) -> None:
+    _, section = run("--generators", f"draem,{generator}", fail=f"bottle/{generator}/prn/")
     for category in CATEGORIES:
-        assert (f"- {category}, RealNet trained on image-conditioned SDAS vs. on DTD anomalies: "
-                "no difference shown between SDAS from the image") in section
-    assert "- metal_plate, PRN trained on image-conditioned SDAS vs. on DTD anomalies:" in section
-    assert "- bottle, PRN trained on image-conditioned SDAS" not in section  # its sdas-t0 cell failed: no verdict
+        assert (f"- {category}, RealNet trained on {kind} vs. on DTD anomalies: "
+                f"no difference shown between {name}") in section
+    assert f"- metal_plate, PRN trained on {kind} vs. on DTD anomalies:" in section
+    assert f"- bottle, PRN trained on {kind}" not in section  # its cell failed: no verdict
