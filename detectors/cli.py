@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -11,7 +12,7 @@ import click
 import numpy as np
 import torch
 
-from detectors.base import DETECTORS, DetectorConfig, create_detector, load_detector
+from detectors.base import DETECTORS, DetectorConfig, create_detector, get_detector_class, load_detector
 from synth.backbones import BACKBONES
 from detectors.evaluation.bench import (METRIC_COLUMNS, TestSet, check_results_dir, evaluate_on_test_set, fit_detector,
                              labels_and_defects, markdown_table, metrics_per_defect, per_defect_table, run_bench,
@@ -70,7 +71,8 @@ def data_options(command):
                      help="Backbone weights file (torchvision backbones)."),
         click.option("--anomalies", multiple=True, help="Synth dataset directory or Hub id (repeatable)."),
         click.option("--anomaly-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-                     help=f"Share of each batch drawn from --anomalies (default {DEFAULT_ANOMALY_FRACTION} when given)."),
+                     help=f"Share of each training batch drawn from --anomalies [default: {DEFAULT_ANOMALY_FRACTION} for "
+                          "SimpleNet; each detector's own anomaly_fraction setting, 0.5, for the others that train on them]."),
         click.option("--max-anomalies", type=click.IntRange(1), default=None, help="Read at most this many per dataset."),
         click.option("--paper", is_flag=True, help="Use the paper's settings instead of the CPU-scaled defaults."),
         click.option("--overwrite", is_flag=True, help="Replace existing output."),
@@ -93,6 +95,13 @@ def common_settings(backbone: str | None, weights: Path | None, tile: ImageSize 
     settings = {"backbone": backbone, "backbone_weights": str(weights) if weights else None,
                 "tile": tile.shape if tile else None, "tile_stride": tile_stride.shape if tile_stride else None}
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def fraction_setting(name: str, anomaly_fraction: float | None) -> dict[str, float]:
+    """--anomaly-fraction as the setting of a detector that mixes its batches itself (RealNet, PRN, GLASS,
+    patchcore-refine); the others take it from the training set (``load_training``)."""
+    fields = {field.name for field in dataclasses.fields(get_detector_class(name).config_class)}
+    return {"anomaly_fraction": anomaly_fraction} if anomaly_fraction is not None and "anomaly_fraction" in fields else {}
 
 
 def check_tile(settings: dict[str, Any], size: ImageSize) -> None:
@@ -153,7 +162,7 @@ def fit(name, root, category, size, tile, tile_stride, backbone, weights, anomal
     """Fit one detector on a category's normal images (and synthetic anomalies) and save it."""
     shared = common_settings(backbone, weights, tile, tile_stride)
     check_tile(shared, size)
-    detector = create_detector(name, paper, **{**shared, **parse_settings(pairs)})
+    detector = create_detector(name, paper, **{**shared, **fraction_setting(name, anomaly_fraction), **parse_settings(pairs)})
     check_directory_option(out)
     if (out / "config.json").exists() and not overwrite:
         raise SynthError(f"{out} already holds a model; pass --overwrite to replace it")
@@ -234,7 +243,7 @@ def bench(names, root, category, size, tile, tile_stride, backbone, weights, ano
             raise SynthError(f"unknown detector {name!r}; choose from {', '.join(sorted(DETECTORS))}")
     shared = common_settings(backbone, weights, tile, tile_stride)
     check_tile(shared, size)
-    settings = {name: dict(shared) for name in names}
+    settings = {name: {**shared, **fraction_setting(name, anomaly_fraction)} for name in names}
     for key, value in parse_settings(pairs).items():
         name, _, field = key.partition(".")
         if name not in settings or not field:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from detectors.cli import main
+from detectors.cli import fraction_setting, main
 from detectors.data.training import read_anomalies
 from synth.data import load_category
 from synth.errors import SynthError
@@ -178,3 +178,10 @@ def test_console_entry_point_without_torchvision(tiny, tmp_path):
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     assert process.stderr.count("\n") == 1 and "needs torchvision" in process.stderr
+
+
+def test_anomaly_fraction_reaches_the_detectors_that_mix_their_own_batches():
+    assert fraction_setting("realnet", 0.3) == {"anomaly_fraction": 0.3}
+    assert fraction_setting("patchcore-refine", 0.2) == {"anomaly_fraction": 0.2}
+    assert fraction_setting("simplenet", 0.3) == {}  # its share is the training set's (load_training)
+    assert fraction_setting("realnet", None) == {}

@@ -7,14 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
-from synth.cli.train import train as train_command
 from synth.diffusion import TrainOptions, build_unet, get_preset, load_model, train
 from synth.errors import SynthError
-from tests.conftest import write_image
+from tests.conftest import run_cli, write_image
 
 
 def micro(out: Path, **changes) -> TrainOptions:
@@ -120,15 +118,16 @@ def test_unknown_preset_and_bad_numbers(tmp_path):
         train(micro(tmp_path / "m", steps=0))
 
 
-def test_cli_command(tmp_path):
-    runner = CliRunner()
+def test_cli_command(tmp_path, capsys):
     out = tmp_path / "m"
-    result = runner.invoke(train_command, ["--preset", "micro", "--steps", "2", "--out", str(out),
-                                           "--sample-steps", "2", "--threads", "1"])
-    assert result.exit_code == 0, result.output
-    assert "saved" in result.output and load_model(out)[1].steps == 2
-    result = runner.invoke(train_command, ["--preset", "nope", "--out", str(tmp_path / "x")])
-    assert isinstance(result.exception, SynthError)
+    status, stdout, _ = run_cli(["train", "--preset", "micro", "--steps", "2", "--out", out, "--sample-steps", "2",
+                                 "--threads", "1"], capsys)
+    assert status == 0 and "saved" in stdout and load_model(out)[1].steps == 2
+    # the card records the command as given to main(), its output folder as a role, not this machine's path
+    card = (out / "README.md").read_text()
+    assert "synth train --preset micro --steps 2 --out" in card and str(tmp_path) not in card
+    status, _, err = run_cli(["train", "--preset", "nope", "--out", tmp_path / "x"], capsys)
+    assert status == 2 and "nope" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["micro", "tiny", "compact"])

@@ -240,6 +240,8 @@ def test_resume_checks_each_shards_columns_and_rows(dataset, tmp_path, capsys, m
     (["-g", "draem", "-o", "rotate_normal=true", "-o", "grid=4"], "has no option grid"),
     (["-g", "cutpaste", "--blend"], "has no option blend"),
     (["-g", "sdas", "--steps", "0"], "--steps"),
+    (["-g", "strokes", "--contrast", "10:20"], "has no option target_contrast (--contrast)"),
+    (["-g", "mix", "--mix", "strokes=1,cutpaste=1", "--contrast", "10:20"], "has no option target_contrast"),
 ])
 def test_unknown_and_bogus_options_are_refused(tmp_path, capsys, args, message):
     out = tmp_path / "o"
@@ -384,6 +386,15 @@ def test_preview_out_must_be_a_png_file(tmp_path, capsys):
         status, _, err = run_cli(["preview", "-g", "cutpaste", "--category", "brick", "--size", "32", "-n", 1,
                                   "--out", out, "--overwrite"], capsys)
         assert one_line_error(status, err, "expected a .png file path")
+
+
+@pytest.mark.parametrize("args, message", [(["-o", "typo=1"], "has no option typo"), (["--s", "0.2"], "does not use --s")])
+def test_preview_refuses_options_the_generator_does_not_use(tmp_path, capsys, args, message):
+    out = tmp_path / "sheet.png"
+    status, _, err = run_cli(["preview", "-g", "cutpaste", "--category", "brick", "--size", "32", "-n", 1,
+                              *args, "--out", out], capsys)
+    assert one_line_error(status, err, message)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("manifest", [[], {"tool": "other", "num_shards": 0}, {"format": "synth-dataset/1"}])

@@ -103,6 +103,7 @@ def test_two_processes_same_bytes_as_one(micro_model, tmp_path, capsys):
     (["--size", 8], "must be it times 1, 2 or 4"),
     (["--s", "-0.2"], "negative"),
     (["--delta", "0.2:1.5", "--blend"], "--delta"),
+    (["--delta", "0.6:0.9"], "needs --blend"),
     (["-o", "mask=aligned"], "needs --blend"),
     (["-o", "mask=twin", "--blend"], "mask must be one of"),
     (["-o", "t0=1000"], "t0 must be between 0 and 999"),

@@ -115,7 +115,7 @@ def test_a_model_without_a_stored_response_is_measured_once(model, tmp_path, cap
     (["--contrast", "300"], "at most 255"),
     (["--contrast", "250"], "asks for more than model brick reaches"),
     (["--contrast", "5", "-o", "t0=200"], "t0"),
-    (["--contrast", "5", "--generator", "draem"], "no option contrast"),
+    (["--contrast", "5", "--generator", "draem"], "target_contrast (--contrast)"),
 ])
 def test_bad_contrast(model, tmp_path, capsys, extra, message):
     status, _, err = run_cli([*gen(model, tmp_path / "bad"), "-n", 2, *extra], capsys)
@@ -127,7 +127,7 @@ def test_recipe_contrast(tmp_path):
     (tmp_path / "r.toml").write_text(head.format('contrast = "10:20"'))
     recipe = load_recipe(tmp_path / "r.toml")
     plan = generation_plan(recipe, recipe.categories[0], None, tmp_path / "models", tmp_path, [])
-    assert recipe.strength is None and plan.settings.strength is None and plan.settings.extra["contrast"] == "10:20"
+    assert recipe.strength is None and plan.settings.strength is None and plan.settings.extra["target_contrast"] == "10:20"
     (tmp_path / "r.toml").write_text(head.format('contrast = "10:20"\nstrength = "0.1"'))
     with pytest.raises(SynthError, match="exclude each other"):
         load_recipe(tmp_path / "r.toml")

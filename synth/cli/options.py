@@ -62,7 +62,7 @@ def _foreground_rule(_: click.Context, __: click.Parameter, value: str | None) -
 generator_options = _compose(
     click.option("--generator", "-g", default=DEFAULT_GENERATOR, show_default=True, help="Generator name."),
     click.option("--s", "strength", default=None, help="SDAS strength: a value (0.15) or a range (0.1:0.2)."),
-    click.option("--contrast", default=None,
+    click.option("--contrast", "target_contrast", default=None,
                  help="SDAS, instead of --s: the anomalies' change in grey levels, a value (15) or a range (10:20), "
                       "mapped to s through the model's strength response."),
     click.option("--foreground", default=None, callback=_foreground_rule,
@@ -85,7 +85,7 @@ generator_options = _compose(
     click.option("--option", "-o", "extra", multiple=True, help="Generator-specific KEY=VALUE (repeatable)."),
 )
 
-SDAS_OPTIONS = ("model", "models", "steps", "spacing", "blend", "delta", "s_per_batch", "contrast")
+SDAS_OPTIONS = ("model", "models", "steps", "spacing", "blend", "delta", "s_per_batch", "target_contrast")
 
 
 def generator_settings(options: dict[str, Any]) -> GeneratorSettings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -15,10 +14,10 @@ from synth.diffusion.presets import PRESETS
 
 def _command_line() -> str:
     """The command as typed, local paths replaced by their role, for the model card."""
+    from synth.cli import command_words
     from synth.pipeline.provenance import portable_command
 
-    args = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else sys.argv[1:]
-    return "synth train " + portable_command(args)
+    return portable_command(command_words())
 
 
 @click.command("train")

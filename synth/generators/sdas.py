@@ -147,9 +147,12 @@ class SDAS(Generator):
             raise SynthError(f"--steps must be an integer, got {extra.get('steps')!r}") from None
         if steps < 1:
             raise SynthError(f"--steps must be at least 1, got {steps}")
-        contrast = parse_contrast(extra["contrast"]) if "contrast" in extra else None
+        # its own key: `contrast` is the strokes generator's option, which a mix hands the same settings
+        contrast = parse_contrast(extra["target_contrast"]) if "target_contrast" in extra else None
         if contrast is not None and settings.strength is not None:
             raise SynthError("--s and --contrast exclude each other: give one")
+        if "delta" in extra and not settings.flag("blend"):
+            raise SynthError("--delta is the opacity of the blend; it needs --blend")
         return cls(str(model_dir), settings.category, settings.size, settings.strength or DEFAULT_STRENGTH,
                    steps, settings.flag("blend"), parse_range(extra.get("delta", "0.5:1.0"), "--delta", upper=1),
                    settings.foreground, settings.flag("s_per_batch"),

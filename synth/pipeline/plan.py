@@ -224,6 +224,7 @@ class _ReadKeys(dict):
 
 # Settings given on the command line that only some generators read, and how the user names them.
 TRACKED_SETTINGS = {"strength": "--s", "mix": "--mix"}
+OPTION_FLAGS = {"target_contrast": "--contrast"}  # generator options whose flag has another name than the key
 
 
 class _TrackedSettings(GeneratorSettings):
@@ -243,7 +244,8 @@ def checked_generator(name: str, settings: GeneratorSettings) -> Generator:
     generator = create_generator(name, tracked)
     unused = sorted(set(tracked.extra) - tracked.extra.read)
     if unused:
-        raise SynthError(f"generator {name} has no option {', '.join(unused)} (given with -o or an SDAS option)")
+        named = [f"{key} ({OPTION_FLAGS[key]})" if key in OPTION_FLAGS else key for key in unused]
+        raise SynthError(f"generator {name} has no option {', '.join(named)} (given with -o or an SDAS option)")
     ignored = [flag for field_name, flag in TRACKED_SETTINGS.items()
                if getattr(settings, field_name) and field_name not in tracked.read]
     if ignored:

@@ -9,7 +9,8 @@ import numpy as np
 
 from synth.data import ImageSize, load_category
 from synth.errors import SynthError
-from synth.generators import GeneratorSettings, Sample, create_generator, per_sample_rng
+from synth.generators import GeneratorSettings, Sample, per_sample_rng
+from synth.pipeline.plan import checked_generator
 
 OUTLINE = (255, 0, 0)
 GAP = 4
@@ -49,7 +50,7 @@ def preview(generator: str, settings: GeneratorSettings, data: Path | None, cate
     if count <= 0:
         raise SynthError(f"-n must be positive, got {count}")
     settings.category, settings.size, settings.data, settings.layout = category, size, data, layout
-    made = create_generator(generator, settings)
+    made = checked_generator(generator, settings)
     rngs = [per_sample_rng(seed, i) for i in range(count)]
     if not made.uses_normal_image:  # raw SDAS: just the images, 8 to a row
         images = [sample.image for sample in made.generate_batch([None] * count, rngs)]
@@ -69,7 +70,7 @@ def strength_sweep(settings: GeneratorSettings, data: Path | None, category: str
     columns = []
     for s in strengths:
         settings.strength = (s, s)
-        made = create_generator("sdas", settings)
+        made = checked_generator("sdas", settings)
         source = load_category(data, category, layout, size, made.uses_normal_image)
         rngs = [per_sample_rng(seed, i) for i in range(count)]
         normals = [source.train_images[source.pick(rng)] if made.uses_normal_image else None for rng in rngs]

@@ -161,7 +161,7 @@ def generation_plan(recipe: Recipe, category: CategoryRecipe, data: Path | None,
     """The SDAS generation of one category; resumes a dataset that was started before."""
     out = out_root / f"{category.name}-sdas"
     manifest = read_manifest(out)
-    contrast = {"contrast": recipe.contrast} if recipe.contrast is not None else {}
+    contrast = {"target_contrast": recipe.contrast} if recipe.contrast is not None else {}
     settings = GeneratorSettings(foreground=category.foreground, strength=recipe.strength,
                                  extra={"models": str(models), "steps": recipe.sampling_steps, **contrast})
     return GenerationPlan(generator="sdas", category=category.name, out=out, num_samples=recipe.num_samples,
