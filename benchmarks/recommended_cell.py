@@ -3,7 +3,7 @@
     python benchmarks/recommended_cell.py --work DIR [--threads 2] [--data ../shared/data/mtd --category magnetic_tile]
 
 The cell (README Results, docs/detectors/patchcore-refine.md): 500 `mix` anomalies (thin strokes and
-CutPaste scars, equal weights) at 256 px, then `patchcore-refine` fitted on them and the normal images and
+CutPaste-union patches and scars, equal weights) at 256 px, then `patchcore-refine` fitted on them and the normal images and
 scored on the test set; PatchCore is fitted and scored in the same `detectors bench` run as the reference.
 Prints each stage's wall time, the cell's total (generation + patchcore-refine's fit and scoring) and both
 detectors' metrics. Run it on quiet cores: anything else running inflates every number.

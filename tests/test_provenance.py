@@ -1,4 +1,4 @@
-"""Provenance: relative sources, commands with roles instead of local paths, portable model ids."""
+"""Provenance: commands with roles instead of local paths, portable model ids."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import hashlib
 import shlex
 from pathlib import Path
 
-from synth.pipeline.provenance import (model_id, model_provenance, path_roles, portable_command, portable_value,
-                              relative_source)
-
-
-def test_relative_source(tmp_path):
-    root = tmp_path / "mvtec"
-    assert relative_source(root / "bottle/train/good/000.png", root) == "bottle/train/good/000.png"
-    assert relative_source(tmp_path / "elsewhere/x.png", root) == "x.png"
+from synth.pipeline.provenance import model_id, model_provenance, path_roles, portable_command, portable_value
 
 
 def test_portable_command_names_roles_instead_of_paths(tmp_path):

@@ -28,6 +28,7 @@ for several training seeds) the interval of an image AUROC difference under pair
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
 
@@ -300,6 +301,20 @@ def paired_difference_interval(labels: np.ndarray, scores_a: np.ndarray, scores_
                                ) -> tuple[float, float, float]:
     """Image AUROC of a minus that of b: (estimate, low, high), both scored on the same stratified resamples."""
     return paired_difference_interval_over_seeds(labels, [scores_a], [scores_b], resamples, confidence, seed)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A metric's seed-mean of side a minus that of side b, and its 95 % two-level bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def sign(self) -> int:
+        """1 when a is shown better, -1 when b is, 0 when the interval holds 0."""
+        return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
 
 def paired_difference_interval_over_seeds(labels: np.ndarray, seeds_a: Sequence[np.ndarray],

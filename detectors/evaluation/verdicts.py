@@ -31,8 +31,9 @@ from scipy import ndimage
 
 from detectors.base import load_detector
 from detectors.evaluation.bench import TestSet
-from detectors.evaluation.metrics import (EIGHT_CONNECTED, _binned_auroc, _checked_bootstrap, _float_maps,
-                                          _percentile_interval, _resampled_image_auroc, evaluate, resample_counts)
+from detectors.evaluation.metrics import (EIGHT_CONNECTED, Difference, _binned_auroc, _checked_bootstrap,
+                                          _float_maps, _percentile_interval, _resampled_image_auroc, evaluate,
+                                          resample_counts)
 from synth.data import ImageSize, load_category
 from synth.errors import SynthError
 
@@ -118,20 +119,6 @@ def binned_aupro(normal: np.ndarray, region_weight: np.ndarray, regions: np.ndar
         at_limit = np.where(x1 > x0, y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0), y0)
     area += (max_fpr - x0) * 0.5 * (y0 + at_limit)
     return area / max_fpr
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A metric's seed-mean of side a minus that of side b, and its 95 % two-level bootstrap interval."""
-
-    estimate: float
-    low: float
-    high: float
-
-    @property
-    def sign(self) -> int:
-        """1 when a is shown better, -1 when b is, 0 when the interval holds 0."""
-        return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
 
 def _side(labels: np.ndarray, masks: np.ndarray, runs: Iterable[Run], counts: np.ndarray

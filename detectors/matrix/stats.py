@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from detectors.matrix.engine import Group
+from detectors.evaluation.metrics import Difference as MetricDifference
 from detectors.evaluation.metrics import paired_difference_interval_over_seeds
 
 
@@ -71,18 +72,10 @@ def seconds_mean(results: Sequence[dict], key: str) -> str:
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(MetricDifference):
     """Seed-averaged image AUROC of a minus b, its 95 % two-level bootstrap interval, the seeds per side."""
 
-    estimate: float
-    low: float
-    high: float
-    seeds: tuple[int, int]
-
-    @property
-    def sign(self) -> int:
-        """1 when a is shown better, -1 when b is, 0 when the interval holds 0."""
-        return 1 if self.low > 0 else -1 if self.high < 0 else 0
+    seeds: tuple[int, int] = (0, 0)
 
 
 def difference(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> Difference | str:

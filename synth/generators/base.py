@@ -1,4 +1,4 @@
-"""The generator interface, its registry and the per-sample random number generator."""
+"""The generator interface and its registry (the per-sample rng is ``synth.pipeline.rng``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A generation plan and the driver that turns it into Parquet shards.
 
 Sample ``i`` is made from ``per_sample_rng(seed, i)`` alone, and shard ``k`` holds samples
-``[k*shard_size, (k+1)*shard_size)``, so the dataset does not depend on batch size, resume points or
-the number of processes: process ``p`` of ``P`` writes the shards ``k`` with ``k % P == p``.
+``[k*shard_size, (k+1)*shard_size)``, so the dataset does not depend on resume points or the number of
+processes (nor on batch size, but for SDAS, see docs/datasets.md): process ``p`` of ``P`` writes the shards ``k`` with ``k % P == p``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Provenance that is safe to publish, made in one place for rows, manifests and cards.
 
-Nothing here records a local absolute path: normal images are named relative to the data root, the
-command line has its local paths replaced by their role (``--data <mvtec root>``), and a model is
+Nothing here records a local absolute path (normal images are named relative to the data root by the
+readers, ``Category.train_ids``): the command line has its local paths replaced by their role (``--data <mvtec root>``), and a model is
 named by a portable id (``synth/brick-tiny``, a Hub repo id or its directory name) plus the sha256
 of its weights.
 """
@@ -38,15 +38,6 @@ def data_role(layout: str | None) -> str:
 def path_roles(layout: str | None = None) -> dict[str, str]:
     """``PATH_OPTIONS`` with the data root named after its layout."""
     return {**PATH_OPTIONS, "--data": data_role(layout)}
-
-
-def relative_source(path: str | Path, data_root: str | Path) -> str:
-    """``path`` relative to ``data_root`` in POSIX form; its file name when it lies elsewhere."""
-    path, root = Path(path), Path(data_root)
-    for candidate, base in ((path, root), (path.resolve(), root.resolve())):
-        if candidate.is_relative_to(base):
-            return candidate.relative_to(base).as_posix()
-    return path.name
 
 
 def is_local_path(value: str) -> bool:
