@@ -13,8 +13,8 @@ from synth.generators.blending import poisson_paste
 from synth.generators.nsa import Nsa
 from synth.generators.intensity import SmoothIntensity
 from synth.generators.simplex import Simplex
-from synth.generators.strokes import StrokeShape
-from synth.generators.thin_strokes import Strokes
+from synth.generators.stroke_geometry import StrokeShape
+from synth.generators.strokes import Strokes
 from tests.conftest import run_cli
 
 HEIGHT, WIDTH = 48, 96

@@ -111,7 +111,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "prn-hoa": "synth.generators.prn",
     "normal": "synth.generators.normal",
     "nsa": "synth.generators.nsa",
-    "strokes": "synth.generators.thin_strokes",
+    "strokes": "synth.generators.strokes",
     "simplex": "synth.generators.simplex",
     "smooth-intensity": "synth.generators.intensity",
     "mix": "synth.generators.mix",

@@ -1,90 +1,108 @@
-"""Thin free-form strokes: their geometry and their anti-aliased coverage.
+"""The ``strokes`` generator: thin cracks, scratches and frays drawn into the texture.
 
-The geometry is DeepFill v2's free-form stroke (Yu et al., "Free-Form Image Inpainting with Gated
-Convolution", ICCV 2019, Algorithm 1; ``brush_stroke_mask`` in ``generative_inpainting``): from a
-uniform start, ``n`` segments whose direction alternates around ± the mean turn angle (2π/5, drawn
-per stroke within ± 2π/15) and whose lengths are N(r, r/2) clipped to [0, 2r], r = diagonal / 8,
-each vertex kept inside the image. Here the whole stroke is also turned by a random heading (DeepFill's
-strokes all run rightwards) and may branch: at each vertex, with a given probability, a shorter
-stroke starts towards one side.
+1-3 thin free-form strokes (``synth.generators.stroke_geometry``: DeepFill v2's stroke geometry, 1-4 px wide,
+optionally branching), anti-aliased. Inside a stroke the grey level moves to the local texture's
+mean (Gaussian, σ = ``LOCAL_SIGMA`` px) shifted by ``contrast`` x its local standard deviation
+(at least ``MIN_STD`` grey levels), darker or brighter; the same shift goes to every channel, so the
+hue stays. The mask is exactly the set of pixels whose value changed. docs/generators/strokes.md
+lists where each default comes from.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-SUBPIXEL_BITS = 4  # cv2 drawing with 1/16-pixel vertex positions
+from synth.errors import SynthError
+from synth.generators.base import Generator, GeneratorSettings, Sample, register
+from synth.generators.stroke_geometry import StrokeShape, branched_strokes, coverage
+from synth.masks import check_rule, foreground_mask
+
+NUM_STROKES = (1, 4)  # DeepFill v2: randint(1, 4) strokes
+CONTRAST = (1.0, 4.0)  # local standard deviations
+POLARITIES = ("both", "dark", "bright")
+LOCAL_SIGMA = 8.0
+MIN_STD = 3.0  # grey levels: a flat surface still gets a visible (faint) stroke
+SAMPLE_TRIES = 20
 
 
-@dataclass(frozen=True)
-class StrokeShape:
-    """What a stroke may look like (DeepFill v2's defaults but the width, which is thin here)."""
-
-    vertices: tuple[int, int] = (4, 12)  # randint(4, 12): 4..11 segments
-    turn: float = math.pi / 6  # mean angle between a segment and the heading (DeepFill: 2π/5)
-    turn_jitter: float = 2 * math.pi / 15
-    length: float = 1 / 24  # mean segment length, fraction of the diagonal (DeepFill: 1/8)
-    width: tuple[int, int] = (1, 4)  # pixels, inclusive (DeepFill: 12-40)
-    branch: float = 0.15  # probability of a branch at each vertex
+def local_statistics(gray: np.ndarray, sigma: float = LOCAL_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-weighted local mean and standard deviation of a float32 grey image."""
+    mean = cv2.GaussianBlur(gray, (0, 0), sigma)
+    square = cv2.GaussianBlur(gray * gray, (0, 0), sigma)
+    return mean, np.sqrt(np.maximum(square - mean * mean, 0))
 
 
-@dataclass(frozen=True)
-class Stroke:
-    points: np.ndarray  # k x 2 (x, y) float vertices
-    width: int
-
-    def __str__(self) -> str:
-        return f"w{self.width}:" + " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
-
-
-def free_form_stroke(height: int, width: int, shape: StrokeShape, rng: np.random.Generator,
-                     start: tuple[float, float] | None = None, heading: float | None = None,
-                     vertices: int | None = None) -> Stroke:
-    """One DeepFill v2 stroke in an image of ``height`` x ``width``; ``start``, ``heading`` and
-    ``vertices`` are drawn unless given (a branch gives them)."""
-    count = vertices if vertices is not None else int(rng.integers(*shape.vertices))
-    heading = float(rng.uniform(0, 2 * math.pi)) if heading is None else heading
-    low = shape.turn - float(rng.uniform(0, shape.turn_jitter))
-    high = shape.turn + float(rng.uniform(0, shape.turn_jitter))
-    radius = shape.length * math.hypot(height, width)
-    x, y = start if start is not None else (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
-    points = [(x, y)]
-    for i in range(count):
-        turn = float(rng.uniform(low, high))
-        angle = heading + (-turn if i % 2 == 0 else turn)
-        step = float(np.clip(rng.normal(radius, radius / 2), 0, 2 * radius))
-        x = float(np.clip(x + step * math.cos(angle), 0, width - 1))
-        y = float(np.clip(y + step * math.sin(angle), 0, height - 1))
-        points.append((x, y))
-    return Stroke(np.array(points), int(rng.integers(shape.width[0], shape.width[1] + 1)))
+def shade(image: np.ndarray, alpha: np.ndarray, contrast: float, sign: int) -> np.ndarray:
+    """Move the grey level under ``alpha`` towards local mean + sign·contrast·local std (every channel alike)."""
+    values = image.astype(np.float32)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    mean, std = local_statistics(gray)
+    target = mean + sign * contrast * np.maximum(std, MIN_STD)
+    shifted = values + (alpha * (target - gray))[..., None]
+    return np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
 
 
-def branched_strokes(height: int, width: int, shape: StrokeShape, rng: np.random.Generator) -> list[Stroke]:
-    """A stroke and its branches: at each inner vertex, with probability ``shape.branch``, a stroke of
-    half as many segments, no wider than its parent, heading 30-60° to one side of the parent's segment."""
-    main = free_form_stroke(height, width, shape, rng)
-    strokes = [main]
-    for k in range(1, len(main.points) - 1):
-        if rng.random() >= shape.branch:
-            continue
-        dx, dy = main.points[k] - main.points[k - 1]
-        side = 1 if rng.random() < 0.5 else -1
-        heading = math.atan2(dy, dx) + side * math.radians(float(rng.uniform(30, 60)))
-        branch = free_form_stroke(height, width, shape, rng, tuple(main.points[k]), heading,
-                                  max(1, (len(main.points) - 1) // 2))
-        strokes.append(Stroke(branch.points, min(branch.width, main.width)))
-    return strokes
+@register
+class Strokes(Generator):
+    name = "strokes"
+    columns: ClassVar[dict[str, str]] = {"polarity": "string", "contrast": "float64", "num_strokes": "int64",
+                                         "paths": "string"}
 
+    def __init__(self, shape: StrokeShape = StrokeShape(), contrast: tuple[float, float] = CONTRAST,
+                 polarity: str = "both", foreground: str | None = None):
+        if polarity not in POLARITIES:
+            raise SynthError(f"option polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
+        self.shape = shape
+        self.contrast = contrast
+        self.polarity = polarity
+        self.foreground = check_rule(foreground)
 
-def coverage(strokes: list[Stroke], height: int, width: int) -> np.ndarray:
-    """HxW float32 in [0, 1]: how much of each pixel the anti-aliased strokes cover."""
-    canvas = np.zeros((height, width), np.uint8)
-    scale = 1 << SUBPIXEL_BITS
-    for stroke in strokes:
-        points = np.round(stroke.points * scale).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(canvas, [points], False, 255, stroke.width, cv2.LINE_AA, SUBPIXEL_BITS)
-    return canvas.astype(np.float32) / 255
+    @classmethod
+    def from_settings(cls, settings: GeneratorSettings) -> "Strokes":
+        default = StrokeShape()
+        width = settings.number_range("width", (float(default.width[0]), float(default.width[1])))
+        if width[0] < 1 or not all(w == int(w) for w in width):
+            raise SynthError(f"option width must be whole pixels >= 1, like 2 or 1:4, got {settings.extra['width']!r}")
+        length = settings.number_range("length", (default.length, default.length))
+        turn = settings.number_range("curvature", (math.degrees(default.turn),) * 2, upper=90)
+        branch = settings.number_range("branch", (default.branch, default.branch), upper=1)
+        for key, value in (("length", length), ("curvature", turn), ("branch", branch)):
+            if value[0] != value[1]:
+                raise SynthError(f"option {key} takes one value, not a range")
+        if length[0] <= 0:
+            raise SynthError("option length must be positive (a fraction of the image diagonal)")
+        shape = StrokeShape(default.vertices, math.radians(turn[0]), default.turn_jitter, length[0],
+                            (int(width[0]), int(width[1])), branch[0])
+        return cls(shape, settings.number_range("contrast", CONTRAST),
+                   settings.choice("polarity", "both", POLARITIES), settings.foreground)
+
+    def generate(self, normal: np.ndarray, rng: np.random.Generator) -> Sample:
+        height, width = normal.shape[:2]
+        foreground = None if self.foreground is None else foreground_mask(normal, self.foreground)
+        for _ in range(SAMPLE_TRIES):
+            strokes = [s for _ in range(int(rng.integers(*NUM_STROKES)))
+                       for s in branched_strokes(height, width, self.shape, rng)]
+            contrast = float(rng.uniform(*self.contrast))
+            dark = self.polarity == "dark" or (self.polarity == "both" and rng.random() < 0.5)
+            alpha = coverage(strokes, height, width)
+            if foreground is not None:
+                alpha *= foreground.astype(np.float32) / 255
+            out = shade(normal, alpha, contrast, -1 if dark else 1)
+            mask = np.where((out != normal).any(axis=2), 255, 0).astype(np.uint8)
+            if mask.any():
+                params = {"polarity": "dark" if dark else "bright", "contrast": contrast,
+                          "num_strokes": len(strokes), "paths": ";".join(map(str, strokes))}
+                return Sample(out, mask, params)
+        raise SynthError(f"strokes changed no pixel in {SAMPLE_TRIES} tries (contrast {self.contrast})")
+
+    def describe(self) -> dict[str, Any]:
+        shape = self.shape
+        return {"vertices": shape.vertices, "curvature_deg": math.degrees(shape.turn),
+                "curvature_jitter_deg": math.degrees(shape.turn_jitter), "length": shape.length,
+                "width": shape.width, "branch": shape.branch, "num_strokes": NUM_STROKES,
+                "contrast": list(self.contrast), "polarity": self.polarity, "local_sigma": LOCAL_SIGMA,
+                "min_std": MIN_STD, "foreground": self.foreground or "none"}
