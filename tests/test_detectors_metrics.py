@@ -10,7 +10,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from detectors.evaluation.bench import TestSet as LoadedTestSet, metrics_per_defect
-from detectors.evaluation.metrics import aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc, pro_curve
+from detectors.evaluation.metrics import (PixelScores, aupro, evaluate, image_auroc, image_f1_max, pixel_ap, pixel_auroc,
+                                         pro_curve)
 from synth.errors import SynthError
 
 
@@ -66,6 +67,36 @@ def test_aupro_by_hand():
     assert aupro(masks, maps) == pytest.approx(expected)
     fpr, pro = pro_curve(masks, maps)
     assert fpr[0] == 0 and pro[0] == 0 and fpr[-1] == pytest.approx(1) and pro[-1] == pytest.approx(1)
+
+
+def _padded(images: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int], fill: float):
+    """Maps, masks and valid pixels of differently sized images padded to one array (mask 1 in the padding)."""
+    stack = (len(images), *shape)
+    maps, masks, valid = np.full(stack, fill), np.ones(stack, bool), np.zeros(stack, bool)
+    for i, (m, k) in enumerate(images):
+        maps[i, :m.shape[0], :m.shape[1]], masks[i, :k.shape[0], :k.shape[1]] = m, k
+        valid[i, :m.shape[0], :m.shape[1]] = True
+    return masks, maps, valid
+
+
+def test_padding_outside_valid_pixels_changes_no_pixel_metric():
+    # Two images of different sizes padded into one array score as their own pixels do, whatever the padding.
+    rng = np.random.default_rng(0)
+    small, large = rng.random((6, 5)), rng.random((8, 9))
+    small_mask, large_mask = np.zeros((6, 5), bool), np.zeros((8, 9), bool)
+    small_mask[1:3, 1:3], large_mask[4:7, 2:8] = True, True
+    images = [(small, small_mask), (large, large_mask)]
+    masks, maps, valid = _padded(images, (8, 9), 5.0)
+    one = PixelScores(masks, maps, valid=valid)
+    masks, maps, valid = _padded(images, (11, 12), -1.0)
+    other = PixelScores(masks, maps, valid=valid)
+    flat_maps = np.concatenate([small.ravel(), large.ravel()])
+    flat_masks = np.concatenate([small_mask.ravel(), large_mask.ravel()])
+    assert one.auroc() == pytest.approx(roc_auc_score(flat_masks, flat_maps)) == pytest.approx(other.auroc())
+    assert one.average_precision() == pytest.approx(average_precision_score(flat_masks, flat_maps))
+    assert one.aupro() == pytest.approx(other.aupro()) and 0 < one.aupro() < 1
+    with pytest.raises(SynthError, match="differ in shape"):
+        PixelScores(masks, maps, valid=valid[:, :4])
 
 
 def test_aupro_averages_regions_not_pixels():

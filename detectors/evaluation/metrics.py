@@ -77,15 +77,22 @@ def _float_maps(maps: np.ndarray) -> np.ndarray:
 
 
 class PixelScores:
-    """The pixels of a test set split by ground truth, with the sorted scores the pixel metrics share."""
+    """The pixels of a test set split by ground truth, with the sorted scores the pixel metrics share.
 
-    def __init__(self, masks: np.ndarray, maps: np.ndarray, what: str = "pixel metrics") -> None:
-        self.masks = np.asarray(masks) > 0
+    ``valid`` (same shape, optional) marks the pixels that belong to an image: images of different sizes
+    padded to one array are scored on their own pixels only (the padding is neither normal nor anomalous).
+    """
+
+    def __init__(self, masks: np.ndarray, maps: np.ndarray, what: str = "pixel metrics",
+                 valid: np.ndarray | None = None) -> None:
         self.maps = _float_maps(maps)
-        if self.masks.shape != self.maps.shape:
-            raise SynthError(f"masks {self.masks.shape} and maps {self.maps.shape} differ in shape")
+        masks = np.asarray(masks) > 0
+        inside = np.ones(self.maps.shape, bool) if valid is None else np.asarray(valid, bool)
+        if masks.shape != self.maps.shape or inside.shape != self.maps.shape:
+            raise SynthError(f"masks {masks.shape}, maps {self.maps.shape} and valid {inside.shape} differ in shape")
+        self.masks = masks & inside
         self.anomalous = self.maps[self.masks]
-        self.normal = self.maps[~self.masks]
+        self.normal = self.maps[inside & ~self.masks]
         if not len(self.anomalous) or not len(self.normal):
             raise SynthError(f"{what} needs both normal and anomalous pixels")
 
