@@ -1,6 +1,7 @@
 """Where a saved detector's pooled pixel AUROC is lost: defect pixels against which normal pixels.
 
-    python benchmarks/pixel_pools.py --model MODEL [--model MODEL2 ...] --data ../shared/data/mtd --category magnetic_tile
+    python benchmarks/pixel_pools.py --model MODEL [--model MODEL2 ...] \
+        --data ../shared/data/mtd --category magnetic_tile
 
 Pooled pixel AUROC ranks every defect pixel against every other pixel of the test set: the pixels of
 the normal test images and the unlabelled pixels of the defective ones. This splits that pool for
