@@ -75,6 +75,12 @@ class DetectorConfig:
         return self.precision == "bf16" or (self.precision == "auto" and fast_bf16("cpu"))
 
 
+def require_anomalies(name: str, data: TrainingSet) -> None:
+    """SynthError unless ``data`` holds synthetic anomalies (detector ``name`` learns from them)."""
+    if not data.anomalous:
+        raise SynthError(f"{name} learns from synthetic anomalies; pass at least one synth dataset (--anomalies DIR)")
+
+
 class Detector(ABC):
     """fit(train data) once, then score(images) -> (image scores (N,), anomaly maps (N, H, W))."""
 
@@ -82,6 +88,7 @@ class Detector(ABC):
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     uses_anomalies: ClassVar[bool] = False  # whether fit() learns from TrainingSet.anomalous
     size_multiple: ClassVar[int] = 1  # the sides of the images it sees (whole or tiles) are multiples of this
+    min_normal_images: ClassVar[int] = 1
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or self.config_class()
@@ -113,6 +120,20 @@ class Detector(ABC):
         """SynthError unless both sides of ``size`` (the images or tiles it sees) are multiples of ``size_multiple``."""
         if size.height % self.size_multiple or size.width % self.size_multiple:
             raise SynthError(f"{self.name} needs image sides that are multiples of {self.size_multiple}, got {size}")
+
+    def check_training_data(self, data: TrainingSet) -> None:
+        """SynthError for training data this detector cannot fit on (image or tile sides, tiles that do not
+        fit, missing anomalies, too few normal images), so that a bench of several detectors fails before
+        fitting the first."""
+        tiler = self.config.tiler()
+        if tiler:
+            tiler.origins(*data.size.shape)  # a tile larger than the images is an error
+        self.check_size(ImageSize(*tiler.tile) if tiler else data.size)
+        if self.uses_anomalies:
+            require_anomalies(self.name, data)
+        if len(data.normal) < self.min_normal_images:
+            raise SynthError(f"{self.name} needs at least {self.min_normal_images} normal training images, "
+                             f"got {len(data.normal)}")
 
     def score(self, images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Image scores (N,) float64 and anomaly maps (N, H, W) float32 for RGB uint8 images (N, H, W, 3)."""

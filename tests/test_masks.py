@@ -43,6 +43,20 @@ def test_foreground_rules_on_a_disc():
     assert foreground_mask(image, "none").min() == 255
 
 
+def test_auto_keeps_a_surface_that_fills_the_frame_whole():
+    rng = np.random.default_rng(0)
+    stripes = np.where((np.arange(64) // 8) % 2, 200, 60).astype(np.uint8)  # a woven-like texture
+    texture = np.clip(stripes[None, :, None] + rng.normal(0, 5, (64, 64, 3)), 0, 255).astype(np.uint8)
+    assert foreground_mask(texture, "otsu").mean() / 255 == pytest.approx(0.5, abs=0.1)  # OTSU splits the threads
+    assert foreground_mask(texture, "auto").min() == 255  # auto: both sides reach the border, a surface
+    framed = bright_disc()
+    framed[:, :2] = 220  # the object touches one side of the frame: 1/8 of the border
+    assert foreground_mask(framed, "auto").min() == 255
+    framed = bright_disc()
+    framed[:2, 30:32] = 220  # a speck on the border (under 5 % of it) still leaves an object
+    assert foreground_mask(framed, "auto")[2, 2] == 0
+
+
 def test_default_rules_follow_realnet():
     assert default_rule("bottle") == "otsu-inv"
     assert default_rule("pill") == "otsu"

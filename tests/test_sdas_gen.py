@@ -16,6 +16,7 @@ from synth.data import load_category
 from synth.diffusion.model import ModelConfig, build_unet, save_model
 from synth.diffusion.models import find_model
 from synth.errors import SynthError
+from synth.pipeline.provenance import model_id
 from tests.conftest import run_cli
 from tests.test_gen import shard_bytes
 
@@ -125,6 +126,12 @@ def test_missing_model_says_how_to_train(tmp_path, capsys, monkeypatch):
 
 def test_models_root_lookup(micro_model, tmp_path):
     assert find_model("brick", root=micro_model.parent) == micro_model
+
+
+def test_a_bundled_model_is_found_by_the_id_its_rows_record():
+    bundled = find_model("brick")  # the bundled brick model
+    assert model_id(bundled) == "synth/brick-tiny"
+    assert find_model("woven", "synth/brick-tiny") == bundled  # no Hub call: it ships with the package
 
 
 def test_strength_sweep_preview(micro_model, tmp_path, capsys):

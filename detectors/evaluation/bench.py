@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,8 +20,9 @@ import torch
 
 from detectors.base import Detector, create_detector
 from detectors.data.training import TrainingSet
-from detectors.evaluation.metrics import bootstrap_intervals, evaluate
+from detectors.evaluation.metrics import bootstrap_intervals, evaluate, image_auroc, image_f1_max
 from synth.data import Category, ImageSize
+from synth.data.images import warn_once
 from synth.errors import SynthError
 from synth.pipeline.provenance import data_role, portable_value
 from synth.shards.card import write_text_atomic
@@ -48,9 +50,27 @@ class TestSet:
         if unmasked is not None:
             raise SynthError(f"the defective test image {unmasked.path} has no ground-truth mask "
                              f"(look for the ground_truth/{unmasked.defect} folder of category {category.name})")
+        if not any(item.label for item in category.test):
+            raise SynthError(f"category {category.name!r} has no defective test images (test/<defect>/ folders "
+                             "with ground_truth/<defect>/ masks): there is nothing to evaluate a detector on")
         loaded = [item.load(size) for item in category.test]
-        return cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
+        test = cls(np.stack([image for image, _ in loaded]), np.stack([mask for _, mask in loaded]),
                    np.array([item.label for item in category.test]), [item.defect for item in category.test])
+        test.check_masks(category.name, size)
+        return test
+
+    def check_masks(self, category: str, size: ImageSize) -> None:
+        """Error if no defective image has a defect pixel at ``size``; a warning names the masks that are empty."""
+        defective = np.flatnonzero(self.labels)
+        empty = [i for i in defective if not self.masks[i].any()]
+        if len(empty) == len(defective):
+            raise SynthError(f"no ground-truth mask of category {category!r} marks a defect pixel at --size {size} "
+                             "(masks mark defects with their brightest value on a 0 background)")
+        if empty:
+            counts = Counter(self.defects[i] for i in empty)
+            warn_once(f"{len(empty)} of {len(defective)} defect masks of {category!r} are empty at --size {size} "
+                      f"({', '.join(f'{defect}: {n}' for defect, n in sorted(counts.items()))}): their defects are "
+                      "smaller than a pixel there or the masks are blank; the pixel metrics count all their pixels as normal")
 
 
 @dataclass
@@ -96,24 +116,31 @@ def evaluate_on_test_set(detector: Detector, test: TestSet, fit_seconds: float |
     return result, maps
 
 
-def metrics_per_defect(test: TestSet, scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str, float]]:
+def metrics_per_defect(test: TestSet, scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str, float | None]]:
     """Every metric on the normal test images plus one defect type's images, per defect type (sorted by name).
 
-    Image AUROC then ranks that type against the normal images; the pixel metrics see only its masks.
+    Image AUROC then ranks that type against the normal images; the pixel metrics see only its masks
+    (None for a type whose masks are all empty).
     """
     defects = np.array(test.defects)
     normal = test.labels == 0
     results = {}
     for defect in sorted(set(defects[~normal])):
         chosen = normal | (defects == defect)
-        results[defect] = evaluate(test.labels[chosen], scores[chosen], test.masks[chosen], maps[chosen])
+        if test.masks[chosen].any():
+            results[defect] = evaluate(test.labels[chosen], scores[chosen], test.masks[chosen], maps[chosen])
+        else:  # its masks are all empty at this size (see TestSet.check_masks): image metrics only
+            results[defect] = {**{key: None for key in METRIC_COLUMNS},
+                               "image_auroc": image_auroc(test.labels[chosen], scores[chosen]),
+                               "image_f1_max": image_f1_max(test.labels[chosen], scores[chosen])}
     return results
 
 
-def per_defect_table(per_defect: dict[str, dict[str, float]]) -> str:
+def per_defect_table(per_defect: dict[str, dict[str, float | None]]) -> str:
     """A markdown table: one row per defect type, the metric columns of ``markdown_table``."""
     lines = ["| defect | " + " | ".join(METRIC_COLUMNS.values()) + " |", "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
-    lines += [f"| {defect} | " + " | ".join(f"{metrics[key]:.4f}" for key in METRIC_COLUMNS) + " |"
+    lines += [f"| {defect} | " + " | ".join("–" if metrics[key] is None else f"{metrics[key]:.4f}"
+                                        for key in METRIC_COLUMNS) + " |"
               for defect, metrics in per_defect.items()]
     return "\n".join(lines) + "\n"
 
@@ -183,6 +210,8 @@ def run_bench(category: Category, names: Sequence[str], out: str | Path, train: 
     detectors = [create_detector(name, paper, **(settings or {}).get(name, {})) for name in names]
     test = TestSet.from_category(category, train.size)
     normal_only = TrainingSet(train.normal)
+    for detector in detectors:
+        detector.check_training_data(train if detector.uses_anomalies else normal_only)
     results = []
     for detector in detectors:
         data = train if detector.uses_anomalies else normal_only

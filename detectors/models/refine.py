@@ -52,7 +52,7 @@ from detectors.base import AtLeastOne, Detector, NonNegativeFloat, Share, regist
 from detectors.data.training import TrainingSet
 from detectors.features import DEFAULT_STRIDES
 from detectors.models.patchcore import PatchCore, PatchCoreConfig
-from detectors.training.crossfit import MapScale, cross_fitted_maps, split_folds
+from detectors.training.crossfit import FOLDS, MapScale, cross_fitted_maps, split_folds
 from detectors.training.loop import ValidationConfig, anomaly_sources, split_rows, validation_score
 from detectors.training.losses import gradient_l2_loss
 from detectors.training.stopping import EarlyStopping
@@ -155,6 +155,7 @@ class PatchCoreRefine(Detector):
     name = "patchcore-refine"
     uses_anomalies = True
     size_multiple = 2 ** UPSAMPLINGS
+    min_normal_images = FOLDS  # cross-fitting splits them into two halves
     config_class = RefineConfig
     config: RefineConfig
 

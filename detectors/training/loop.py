@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -23,12 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detectors.base import AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, Share
+from detectors.base import (AtLeastOne, Detector, DetectorConfig, NonNegativeFloat, NonNegativeInt, Share,
+                            require_anomalies)
 from detectors.data.training import TrainingSet
 from detectors.evaluation.metrics import image_auroc, pixel_ap
 from detectors.training.stopping import EarlyStopping
 from synth.backbones import Backbone
 from synth.errors import SynthError
+
+log = logging.getLogger("detectors")
 
 THUMBNAIL = 32  # side of the thumbnails compared when matching anomalies to their normal image
 MAX_MEAN_DIFFERENCE = 8.0  # grey levels; a larger difference outside the mask means "not from this category"
@@ -98,8 +102,7 @@ def normal_counterparts(data: TrainingSet) -> np.ndarray:
 
 def anomaly_sources(name: str, data: TrainingSet) -> np.ndarray:
     """``normal_counterparts`` of ``data``; SynthError when it holds no synthetic anomaly (``name`` needs them)."""
-    if not data.anomalous:
-        raise SynthError(f"{name} learns from synthetic anomalies; pass at least one synth dataset (--anomalies DIR)")
+    require_anomalies(name, data)
     return normal_counterparts(data)
 
 
@@ -114,6 +117,10 @@ def split_rows(count: int, fraction: float, rng: np.random.Generator) -> tuple[n
     """(kept, held-out) row indices; ``fraction`` of the rows (at most 64) are held out, none if too few."""
     held = min(MAX_VALIDATION_ROWS, int(round(count * fraction)))
     if held < 2 or held >= count:
+        if count and fraction > 0:
+            log.warning("%d synthetic anomalies are too few to hold out validation rows at val_fraction %g "
+                        "(%g x %d rounds to %d; 2 are needed): no early stopping, training runs to its step cap",
+                        count, fraction, fraction, count, held)
         return np.arange(count), np.zeros(0, np.int64)
     order = rng.permutation(count)
     return np.sort(order[held:]), np.sort(order[:held])

@@ -113,8 +113,9 @@ def read_rgb(path: Path, size: ImageSize | None = None) -> np.ndarray:
 
 
 def read_mask(path: Path | None, size: ImageSize, image_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ground-truth mask as HxW uint8 {0, 255}; an absent mask is all zeros. With
-    ``image_shape`` (its image's HxW before resizing), a mask of another size is an error."""
+    """Read a ground-truth mask as HxW uint8 {0, 255}; an absent mask is all zeros. A pixel is a defect
+    where the mask is above half its maximum, so 0/255, 0/1 and single-colour masks all read alike.
+    With ``image_shape`` (its image's HxW before resizing), a mask of another size is an error."""
     if path is None:
         return np.zeros(size.shape, np.uint8)
     mask = decode_file(path, cv2.IMREAD_GRAYSCALE)
@@ -123,8 +124,9 @@ def read_mask(path: Path | None, size: ImageSize, image_shape: tuple[int, int] |
     if image_shape is not None and mask.shape != tuple(image_shape):
         raise SynthError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
                          f"{image_shape[1]}x{image_shape[0]}")
+    level = int(mask.max()) / 2
     mask = resize(mask, size, cv2.INTER_NEAREST)
-    return np.where(mask > 127, 255, 0).astype(np.uint8)
+    return np.where(mask > level, 255, 0).astype(np.uint8)
 
 
 def read_pair(image_path: Path, mask_path: Path | None, size: ImageSize) -> tuple[np.ndarray, np.ndarray]:

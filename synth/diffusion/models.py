@@ -14,6 +14,7 @@ from synth.hub import is_hub_id
 MODELS_ENV = "SYNTH_MODELS"
 DEFAULT_MODELS_ROOT = Path("models")
 BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "models"
+BUNDLED_PREFIX = "synth/"  # a bundled model's id in rows and manifests: synth/<directory>, e.g. synth/bottle-compact
 
 
 def models_root(root: str | Path | None = None) -> Path:
@@ -52,8 +53,8 @@ def bundled_models() -> dict[str, Path]:
 def find_model(category: str, model: str | Path | None = None, root: str | Path | None = None) -> Path:
     """The directory of the model to sample ``category`` from.
 
-    Order: ``model`` (a directory or a Hub id ``user/name``); ``ROOT/CATEGORY`` under the models root;
-    the bundled demo model of the category.
+    Order: ``model`` (a directory, a bundled model's id ``synth/<name>`` as rows record it, or a Hub id
+    ``user/name``); ``ROOT/CATEGORY`` under the models root; the bundled demo model of the category.
     """
     if model:
         path = Path(model)
@@ -63,6 +64,9 @@ def find_model(category: str, model: str | Path | None = None, root: str | Path 
             return path
         if path.exists():
             raise SynthError(f"model {model} is a file; pass the model's directory")
+        bundled = BUNDLED_ROOT / str(model).removeprefix(BUNDLED_PREFIX)
+        if str(model).startswith(BUNDLED_PREFIX) and _is_model(bundled):
+            return bundled
         if not is_hub_id(model):
             raise SynthError(f"model {model} does not exist")
         return _from_hub(str(model))

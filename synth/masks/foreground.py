@@ -11,6 +11,7 @@ from synth.errors import SynthError
 
 MORPH_SIZE = 6  # RealNet's MVTec AD closing and opening: skimage square(6)
 MIN_FOREGROUND_FRACTION = 0.01
+MAX_BORDER_FOREGROUND = 0.05  # "auto": an object leaves (almost) all of the image border to the background
 RULES = ("none", "otsu", "otsu-inv", "triangle", "triangle-inv", "auto")
 CHANNELS = {"red": 0, "green": 1, "blue": 2}  # or "gray" (the default)
 
@@ -95,14 +96,16 @@ def _threshold(gray: np.ndarray, method: int, inverted: bool, close: int = MORPH
 
 
 def _auto(gray: np.ndarray) -> np.ndarray:
-    """OTSU with the polarity that makes the image border mostly background; the whole image if
-    neither polarity gives a plausible object."""
+    """OTSU with the polarity that makes the image border mostly background; the whole image if neither
+    polarity gives a plausible object: one that covers 5-95 % of the image and leaves at least 95 % of
+    the border to the background. A surface or texture that fills the frame (its bright and dark
+    parts both reach the border) is all foreground, not split into speckles."""
     binary = _threshold(gray, cv2.THRESH_OTSU, inverted=False)
     border = np.concatenate([binary[0], binary[-1], binary[:, 0], binary[:, -1]])
     if border.mean() > 127:
-        binary = 255 - binary
+        binary, border = 255 - binary, 255 - border
     fraction = binary.mean() / 255
-    if not 0.05 <= fraction <= 0.95:
+    if not 0.05 <= fraction <= 0.95 or border.mean() / 255 > MAX_BORDER_FOREGROUND:
         return np.full_like(gray, 255)
     return binary
 

@@ -96,11 +96,11 @@ def _path_variants(paths: Mapping[str | Path, str]) -> list[tuple[str, str]]:
 def model_id(model_dir: str | Path) -> str:
     """A portable name of a model directory: ``synth/<dirname>`` for a model bundled with the package,
     the repo id for a Hub snapshot, else the directory's name."""
-    from synth.diffusion.models import BUNDLED_ROOT
+    from synth.diffusion.models import BUNDLED_PREFIX, BUNDLED_ROOT
 
     path = Path(model_dir).resolve()
     if path.is_relative_to(BUNDLED_ROOT):
-        return f"synth/{path.relative_to(BUNDLED_ROOT).parts[0]}"
+        return BUNDLED_PREFIX + path.relative_to(BUNDLED_ROOT).parts[0]
     hub = next((part for part in path.parts if part.startswith(HUB_CACHE_PREFIX)), None)
     if hub is not None:
         return hub[len(HUB_CACHE_PREFIX):].replace("--", "/", 1)

@@ -91,6 +91,9 @@ def kid(first: np.ndarray, second: np.ndarray, subset_size: int = KID_SUBSET, nu
     size = min(subset_size, len(first), len(second))
     if size < 2:
         raise SynthError(f"KID needs at least 2 images on each side, got {len(first)} and {len(second)}")
+    if size == min(len(first), len(second)) < subset_size:
+        log.warning(f"KID from {size} images (under {subset_size}): its subsets hold the whole smaller set, so its ± "
+                    "is no spread, and the unbiased estimate is noisy at this size (it can be negative)")
     rng = np.random.default_rng(seed)
     dim = first.shape[1]
     values = []
