@@ -116,3 +116,8 @@ def test_bench_checks_every_detector_before_fitting_the_first(mvtec_tree: Path, 
     tiled = create_detector("patchcore", tile=(96, 96))
     with pytest.raises(SynthError, match="a tile of 96 px does not fit"):
         tiled.check_training_data(one_image)
+
+
+def test_data_pointing_at_the_category_folder_names_its_parent(mvtec_tree: Path):
+    with pytest.raises(SynthError, match=r"looks like a category folder: pass its parent, --data .*mvtec --category widget"):
+        load_category(mvtec_tree / "widget", "widget", size=SIZE)

@@ -98,6 +98,8 @@ def detect_layout(root: Path, category: str) -> str:
         return "folder"
     available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     hint = f"; categories found: {', '.join(available)}" if available else ""
+    if (root / "train").is_dir():  # --data names the category folder itself
+        hint = f"; {root} looks like a category folder: pass its parent, --data {root.parent} --category {root.name}"
     raise SynthError(f"category {category!r} not found under {root}{hint}")
 
 
